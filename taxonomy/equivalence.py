@@ -1,0 +1,139 @@
+"""Which cells of the taxonomy are provably the same signal (SPEC §2.5).
+
+An unconditional rule maps a cell to a simpler cell that ranks every channel the same
+way on any statistics (scores equal up to a positive factor, or a strictly increasing
+function of each other); applying the rules until nothing changes gives the class
+representative. Conditional rules hold only for some networks or tap points: they are
+reported, never merged.
+
+Unconditional rules
+-------------------
+1. ``hessian_gn`` = (x*g)^2/2 >= 0, so its ``sum``, ``l1`` and ``abs_sum`` coincide and
+   equal 1/2 x ``taylor``-``l2`` (same input and scaling).
+2. ``apoz`` is 0/1, so its ``l1``, ``l2`` and ``abs_sum`` equal its ``sum``.
+4a. ``hessian_lm`` = x^2*h_LM/2 >= 0 because the LM recursion only multiplies and adds
+   non-negative numbers (p(1-p), squared weights, 0/1 masks, (gamma/sigma)^2), so its
+   ``l1`` and ``abs_sum`` equal its ``sum``.
+4b. For the ``activation`` input, the element set is the H*W map: it has no input
+   channels, so ``l0_active`` equals ``l0``.
+4c. Weight ``value`` and ``apoz`` signals are data-free (one "example"): with no
+   scaling, ``sqr_sum`` = ``abs_sum``^2 (value) or ``sum``^2 (apoz) per channel, a strictly
+   increasing function, so the ranking is the same.
+
+Conditional rules (reported by :func:`conditional_equivalents`)
+---------------------------------------------------------------
+3. weight-``taylor`` with ``sum``/``abs_sum``/``sqr_sum`` equals activation-``taylor`` with the
+   same reduction under every scaling but the ``l0`` family, at the ``conv`` tap point, or
+   at ``output`` where a ReLU (or nothing) follows the conv directly with no BN.
+5. At the ``output`` tap after a ReLU, activation ``value`` is >= 0, so its ``l1`` and
+   ``abs_sum`` equal its ``sum``.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from functools import cache
+
+from taxonomy.components import Input as I
+from taxonomy.components import Pointwise as P
+from taxonomy.components import Reduction as R
+from taxonomy.components import Scaling as S
+from taxonomy.spec import SignalSpec, all_cells
+
+__all__ = [
+    "Conditional",
+    "representative",
+    "classes",
+    "distinct",
+    "members",
+    "rule_of",
+    "conditional_equivalents",
+    "MONOTONE_RULES",
+]
+
+MONOTONE_RULES = frozenset({"4c"})
+"""Rules whose members are related by a strictly increasing map, not a positive factor."""
+
+
+def _rule_step(spec: SignalSpec) -> tuple[str, SignalSpec] | None:
+    """One unconditional rewrite of ``spec`` towards its representative, or None."""
+    i, p, r, s = spec.components
+    if i is I.ACTIVATION and s is S.L0_ACTIVE:
+        return "4b", spec.replace(scaling=S.L0)
+    if p is P.HESSIAN_GN and r in (R.SUM, R.L1, R.ABS_SUM):
+        return "1", spec.replace(pointwise=P.TAYLOR, reduction=R.L2)
+    if p is P.APOZ and r in (R.L1, R.L2, R.ABS_SUM):
+        return "2", spec.replace(reduction=R.SUM)
+    if p is P.HESSIAN_LM and r in (R.L1, R.ABS_SUM):
+        return "4a", spec.replace(reduction=R.SUM)
+    if i is I.WEIGHT and s is S.NONE and r is R.SQR_SUM and p in (P.VALUE, P.APOZ):
+        return "4c", spec.replace(reduction=R.ABS_SUM if p is P.VALUE else R.SUM)
+    return None
+
+
+def rule_of(spec: SignalSpec) -> list[str]:
+    """The rules applied, in order, to reach the representative of ``spec``."""
+    rules = []
+    while (step := _rule_step(spec)) is not None:
+        rules.append(step[0])
+        spec = step[1]
+    return rules
+
+
+def representative(spec: SignalSpec) -> SignalSpec:
+    """The class representative of ``spec`` (itself for references)."""
+    if spec.is_reference:
+        return spec
+    while (step := _rule_step(spec)) is not None:
+        spec = step[1]
+    return spec
+
+
+@cache
+def classes() -> dict[SignalSpec, tuple[SignalSpec, ...]]:
+    """Representative -> members (in cell order) over all 480 cells."""
+    out: dict[SignalSpec, list[SignalSpec]] = defaultdict(list)
+    for cell in all_cells():
+        out[representative(cell)].append(cell)
+    return {rep: tuple(m) for rep, m in out.items()}
+
+
+def distinct() -> list[SignalSpec]:
+    """One representative per equivalence class, in cell order."""
+    return list(classes())
+
+
+def members(spec: SignalSpec) -> tuple[SignalSpec, ...]:
+    """Every cell in the class of ``spec``."""
+    return classes()[representative(spec)] if not spec.is_reference else (spec,)
+
+
+@dataclass(frozen=True)
+class Conditional:
+    """A conditional equivalence: ``other`` equals the cell when ``condition`` holds."""
+
+    rule: str
+    other: SignalSpec
+    condition: str
+
+
+_TAP_RULE = ("the `conv` tap point, or `output` where a ReLU or nothing follows the conv "
+             "with no BN in between")
+
+
+def conditional_equivalents(spec: SignalSpec) -> list[Conditional]:
+    """Cells equal to ``spec`` under a condition on the network or tap point."""
+    if spec.is_reference:
+        return []
+    i, p, r, s = spec.components
+    out = []
+    if p is P.TAYLOR and r in (R.SUM, R.ABS_SUM, R.SQR_SUM) and s not in (S.L0, S.L0_ACTIVE):
+        other = spec.replace(input=I.ACTIVATION if i is I.WEIGHT else I.WEIGHT)
+        out.append(Conditional("3", other, _TAP_RULE))
+    if i is I.ACTIVATION and p is P.VALUE and r in (R.SUM, R.L1, R.ABS_SUM):
+        for red in (R.SUM, R.L1, R.ABS_SUM):
+            if red is not r:
+                out.append(Conditional("5", spec.replace(reduction=red),
+                                       "the `output` tap point after a ReLU (values >= 0)"))
+    return out
