@@ -129,7 +129,7 @@ SCALINGS: dict[Scaling, Callable[[Tensor, _Layout, Input], Tensor]] = {
     Scaling.NONE: lambda s, lay, i: torch.ones_like(s),
     Scaling.L1: lambda s, lay, i: _nonzero(lay.per_layer_sum(s.abs())),
     Scaling.L2: lambda s, lay, i: _nonzero(lay.per_layer_sum(s.square()).sqrt()),
-    Scaling.L0: lambda s, lay, i: lay.counts(i, "count").to(s.dtype).expand_as(s),
+    Scaling.L0: lambda s, lay, i: _nonzero(lay.counts(i, "count").to(s.dtype)).expand_as(s),
     Scaling.L0_ACTIVE: lambda s, lay, i: _nonzero(lay.counts(i, "count_active").to(s.dtype)).expand_as(s),
     Scaling.WEIGHTS_REMOVED: lambda s, lay, i: _nonzero(lay.weights_removed.to(s.dtype)).expand_as(s),
 }
@@ -148,15 +148,19 @@ def layer_offsets(layers: Sequence[LayerStats]) -> dict[str, slice]:
 def _check_available(spec: SignalSpec, layers: Sequence[LayerStats]) -> None:
     need = POINTWISE_NEEDS[spec.pointwise]
     for layer in layers:
-        have = layer.stats_for(spec.input).available()
+        try:
+            have = layer.stats_for(spec.input).available()
+        except PrunetaxError as err:
+            raise PrunetaxError(f"signal {spec.id}: {err}") from None
         if not need <= have:
             missing = ", ".join(sorted(need - have))
-            raise PrunetaxError(f"signal {spec.id} needs {spec.input.id} {missing} but layer "
-                                f"{layer.name} has none: collect with the signal's Needs.")
+            raise PrunetaxError(
+                f"signal {spec.id} needs {spec.input.id} {missing} but layer "
+                f"{layer.name} has none: collect with the signal's Needs."
+            )
 
 
-def _base_scores(keys: list[tuple[Input, Pointwise, Reduction]],
-                 layers: Sequence[LayerStats]) -> Tensor:
+def _base_scores(keys: list[tuple[Input, Pointwise, Reduction]], layers: Sequence[LayerStats]) -> Tensor:
     """Unscaled scores ``[K, C]`` for each (input, pointwise, reduction) key."""
     pairs: dict[tuple[Input, Pointwise], list[int]] = {}
     for k, (i, p, _) in enumerate(keys):
@@ -187,12 +191,16 @@ def score(signals: Sequence[SignalSpec | str], layers: Sequence[LayerStats]) -> 
         or when a needed tensor was not collected.
     """
     specs = [parse(s) for s in signals]
+    if not specs:
+        raise PrunetaxError("no signals to score: pass at least one signal id.")
     if not layers:
         raise PrunetaxError("no layers to score: the statistics list is empty.")
     for spec in specs:
         if spec.is_reference:
-            raise PrunetaxError(f"{spec.id!r} is a reference signal; the bank scores taxonomy "
-                                "signals only (the protocol handles random and oracle).")
+            raise PrunetaxError(
+                f"{spec.id!r} is a reference signal; the bank scores taxonomy "
+                "signals only (the protocol handles random and oracle)."
+            )
         _check_available(spec, layers)
     keys = list(dict.fromkeys((s.input, s.pointwise, s.reduction) for s in specs))
     base = _base_scores(keys, layers)
@@ -204,7 +212,6 @@ def score(signals: Sequence[SignalSpec | str], layers: Sequence[LayerStats]) -> 
             idx = [n for n, s in enumerate(specs) if s.input is i and s.scaling is sc]
             if not idx:
                 continue
-            rows = base[[row_of[(specs[n].input, specs[n].pointwise, specs[n].reduction)]
-                         for n in idx]]
+            rows = base[[row_of[(specs[n].input, specs[n].pointwise, specs[n].reduction)] for n in idx]]
             out[idx] = rows / SCALINGS[sc](rows, layout, i)
     return out

@@ -40,10 +40,18 @@ class Cell:
         """Flat, JSON-ready form (used by ``prunetax signals --format json|csv``)."""
         i, p, r, s = self.spec.components
         return {
-            "id": self.spec.id, "input": i.id, "pointwise": p.id, "reduction": r.id,
-            "scaling": s.id, "class": self.class_id, "class_size": self.class_size,
-            "representative": self.is_representative, "rules": ",".join(self.rules),
-            "aliases": ",".join(self.aliases), "formula": self.text, "latex": self.latex,
+            "id": self.spec.id,
+            "input": i.id,
+            "pointwise": p.id,
+            "reduction": r.id,
+            "scaling": s.id,
+            "class": self.class_id,
+            "class_size": self.class_size,
+            "representative": self.is_representative,
+            "rules": ",".join(self.rules),
+            "aliases": ",".join(self.aliases),
+            "formula": self.text,
+            "latex": self.latex,
             "conditional": ";".join(f"{c.other.id} (rule {c.rule})" for c in self.conditional),
         }
 

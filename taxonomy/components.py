@@ -34,10 +34,18 @@ class Component(Enum):
 class Input(Component):
     """What the elements x of channel i are."""
 
-    WEIGHT = ("weight", "the channel's filter W[i] plus its bias b_i", "x in {W[i,:,:,:], b_i}",
-              r"x \in \{W_{i},\, b_i\}")
-    ACTIVATION = ("activation", "the channel's feature map A[n,i] (H*W values per example)",
-                  "x in A[n,i,:,:]", r"x \in A_{n,i}")
+    WEIGHT = (
+        "weight",
+        "the channel's filter W[i] plus its bias b_i",
+        "x in {W[i,:,:,:], b_i}",
+        r"x \in \{W_{i},\, b_i\}",
+    )
+    ACTIVATION = (
+        "activation",
+        "the channel's feature map A[n,i] (H*W values per example)",
+        "x in A[n,i,:,:]",
+        r"x \in A_{n,i}",
+    )
 
 
 class Pointwise(Component):
@@ -46,16 +54,36 @@ class Pointwise(Component):
     VALUE = ("value", "the element itself", "x", "x")
     GRADIENT = ("gradient", "per-example gradient of the loss", "g", "g")
     TAYLOR = ("taylor", "first-order loss change when x -> 0", "-x*g", r"-x\,g")
-    HESSIAN_LM = ("hessian_lm", "second-order term, Levenberg-Marquardt diagonal (OBD)",
-                  "x^2*h_LM/2", r"\tfrac12 x^2 h_{LM}")
-    HESSIAN_GN = ("hessian_gn", "second-order term, empirical-Fisher diagonal h = g^2",
-                  "(x*g)^2/2", r"\tfrac12 (x\,g)^2")
-    TAYLOR2_LM = ("taylor2_lm", "second-order Taylor loss change, LM diagonal",
-                  "-x*g + x^2*h_LM/2", r"-x\,g + \tfrac12 x^2 h_{LM}")
-    TAYLOR2_GN = ("taylor2_gn", "second-order Taylor loss change, empirical-Fisher diagonal",
-                  "-x*g + (x*g)^2/2", r"-x\,g + \tfrac12 (x\,g)^2")
-    APOZ = ("apoz", "indicator of a positive element (average percentage of zeros)",
-            "1[x > 0]", r"\mathbb{1}[x > 0]")
+    HESSIAN_LM = (
+        "hessian_lm",
+        "second-order term, Levenberg-Marquardt diagonal (OBD)",
+        "x^2*h_LM/2",
+        r"\tfrac12 x^2 h_{LM}",
+    )
+    HESSIAN_GN = (
+        "hessian_gn",
+        "second-order term, empirical-Fisher diagonal h = g^2",
+        "(x*g)^2/2",
+        r"\tfrac12 (x\,g)^2",
+    )
+    TAYLOR2_LM = (
+        "taylor2_lm",
+        "second-order Taylor loss change, LM diagonal",
+        "-x*g + x^2*h_LM/2",
+        r"-x\,g + \tfrac12 x^2 h_{LM}",
+    )
+    TAYLOR2_GN = (
+        "taylor2_gn",
+        "second-order Taylor loss change, empirical-Fisher diagonal",
+        "-x*g + (x*g)^2/2",
+        r"-x\,g + \tfrac12 (x\,g)^2",
+    )
+    APOZ = (
+        "apoz",
+        "indicator of a positive element (average percentage of zeros)",
+        "1[x > 0]",
+        r"\mathbb{1}[x > 0]",
+    )
 
 
 class Reduction(Component):
@@ -72,24 +100,43 @@ class Scaling(Component):
     """S'_i = S_i / D: makes scores comparable across layers."""
 
     NONE = ("none", "no scaling", "D = 1", "1")
-    L1 = ("l1", "layer L1 norm of the scores", "D = sum_j |S_j| over the layer",
-          r"\sum_{j \in \ell} |S_j|")
-    L2 = ("l2", "layer L2 norm of the scores (Molchanov 2017)", "D = sqrt(sum_j S_j^2) over the layer",
-          r"\sqrt{\sum_{j \in \ell} S_j^2}")
-    L0 = ("l0", "cardinality of the input set, original sizes",
-          "D = |x set| (weight: C_in*k^2, activation: H*W)", r"|\mathcal{X}_i|")
-    L0_ACTIVE = ("l0_active", "cardinality counting only active input channels",
-                 "D = |x set| over active input channels", r"|\mathcal{X}_i^{\mathrm{active}}|")
-    WEIGHTS_REMOVED = ("weights_removed", "weights removed transitively if the channel goes (paper)",
-                       "D = own filter + consumer slices + coupled filters", r"\Delta W_i")
+    L1 = ("l1", "layer L1 norm of the scores", "D = sum_j |S_j| over the layer", r"\sum_{j \in \ell} |S_j|")
+    L2 = (
+        "l2",
+        "layer L2 norm of the scores (Molchanov 2017)",
+        "D = sqrt(sum_j S_j^2) over the layer",
+        r"\sqrt{\sum_{j \in \ell} S_j^2}",
+    )
+    L0 = (
+        "l0",
+        "cardinality of the input set, original sizes",
+        "D = |x set| (weight: C_in*k^2, activation: H*W)",
+        r"|\mathcal{X}_i|",
+    )
+    L0_ACTIVE = (
+        "l0_active",
+        "cardinality counting only active input channels",
+        "D = |x set| over active input channels",
+        r"|\mathcal{X}_i^{\mathrm{active}}|",
+    )
+    WEIGHTS_REMOVED = (
+        "weights_removed",
+        "weights removed transitively if the channel goes (paper)",
+        "D = own filter + consumer slices + coupled filters",
+        r"\Delta W_i",
+    )
 
 
 class Reference(Component):
     """Reference signals outside the taxonomy."""
 
     RANDOM = ("random", "uniform random choice among active channels", "S_i ~ U(0, 1)", r"U(0,1)")
-    ORACLE = ("oracle", "measured loss change when the channel (group) is removed",
-              "S_i = L(without i) - L", r"\mathcal{L}(\theta_{-i}) - \mathcal{L}(\theta)")
+    ORACLE = (
+        "oracle",
+        "measured loss change when the channel (group) is removed",
+        "S_i = L(without i) - L",
+        r"\mathcal{L}(\theta_{-i}) - \mathcal{L}(\theta)",
+    )
 
 
 AXES: dict[str, type[Component]] = {

@@ -18,7 +18,9 @@ Unconditional rules
    channels, so ``l0_active`` equals ``l0``.
 4c. Weight ``value`` and ``apoz`` signals are data-free (one "example"): with no
    scaling, ``sqr_sum`` = ``abs_sum``^2 (value) or ``sum``^2 (apoz) per channel, a strictly
-   increasing function, so the ranking is the same.
+   increasing function, so the ranking is the same. Likewise ``sqr_sum``-``l1`` =
+   (``abs_sum``-``l2``)^2 (value) or (``sum``-``l2``)^2 (apoz): with u >= 0,
+   u_i^2 / sum_j u_j^2 = (u_i / sqrt(sum_j u_j^2))^2, the norms over the same active channels.
 
 Conditional rules (reported by :func:`conditional_equivalents`)
 ---------------------------------------------------------------
@@ -67,8 +69,10 @@ def _rule_step(spec: SignalSpec) -> tuple[str, SignalSpec] | None:
         return "2", spec.replace(reduction=R.SUM)
     if p is P.HESSIAN_LM and r in (R.L1, R.ABS_SUM):
         return "4a", spec.replace(reduction=R.SUM)
-    if i is I.WEIGHT and s is S.NONE and r is R.SQR_SUM and p in (P.VALUE, P.APOZ):
-        return "4c", spec.replace(reduction=R.ABS_SUM if p is P.VALUE else R.SUM)
+    if i is I.WEIGHT and s in (S.NONE, S.L1) and r is R.SQR_SUM and p in (P.VALUE, P.APOZ):
+        return "4c", spec.replace(
+            reduction=R.ABS_SUM if p is P.VALUE else R.SUM, scaling=S.NONE if s is S.NONE else S.L2
+        )
     return None
 
 
@@ -118,8 +122,7 @@ class Conditional:
     condition: str
 
 
-_TAP_RULE = ("the `conv` tap point, or `output` where a ReLU or nothing follows the conv "
-             "with no BN in between")
+_TAP_RULE = "the `conv` tap point, or `output` where a ReLU or nothing follows the conv with no BN in between"
 
 
 def conditional_equivalents(spec: SignalSpec) -> list[Conditional]:
@@ -134,6 +137,9 @@ def conditional_equivalents(spec: SignalSpec) -> list[Conditional]:
     if i is I.ACTIVATION and p is P.VALUE and r in (R.SUM, R.L1, R.ABS_SUM):
         for red in (R.SUM, R.L1, R.ABS_SUM):
             if red is not r:
-                out.append(Conditional("5", spec.replace(reduction=red),
-                                       "the `output` tap point after a ReLU (values >= 0)"))
+                out.append(
+                    Conditional(
+                        "5", spec.replace(reduction=red), "the `output` tap point after a ReLU (values >= 0)"
+                    )
+                )
     return out

@@ -30,8 +30,9 @@ def _parse_filter(axis: str, value: str | Iterable[str] | None) -> set[str] | No
     return chosen
 
 
-def filter_cells(filters: Mapping[str, str | Iterable[str] | None], distinct: bool = False,
-                 aliases_only: bool = False) -> list[Cell]:
+def filter_cells(
+    filters: Mapping[str, str | Iterable[str] | None], distinct: bool = False, aliases_only: bool = False
+) -> list[Cell]:
     """Cells matching every component filter (each a set of ids; None = any)."""
     wanted = {axis: _parse_filter(axis, filters.get(axis)) for axis in AXES}
     out = []
@@ -76,16 +77,20 @@ def render(cells: list[Cell], fmt: str) -> str:
 def summary_line(cells: list[Cell]) -> str:
     """The closing count line."""
     classes = len({c.class_id for c in cells})
-    return (f"{len(cells)} cells shown in {classes} equivalence classes; the space has "
-            f"{len(catalogue())} cells in {len(distinct())} distinct classes.")
+    return (
+        f"{len(cells)} cells shown in {classes} equivalence classes; the space has "
+        f"{len(catalogue())} cells in {len(distinct())} distinct classes."
+    )
 
 
 def explain(spec: SignalSpec) -> str:
     """A human description of one signal."""
     cell = describe(spec)
     if spec.is_reference:
-        return (f"{spec.id}: reference signal outside the taxonomy\n"
-                f"  meaning: {spec.reference.meaning}\n  formula: {cell.text}")
+        return (
+            f"{spec.id}: reference signal outside the taxonomy\n"
+            f"  meaning: {spec.reference.meaning}\n  formula: {cell.text}"
+        )
     lines = [f"{spec.id}"]
     for axis, comp in zip(AXES, spec.components, strict=True):
         lines.append(f"  {axis:<10} {comp.id:<16} {comp.meaning}  [{comp.text}]")
@@ -95,8 +100,10 @@ def explain(spec: SignalSpec) -> str:
         lines.append(f"  literature {name}: {ALIASES[name].citation}")
     others = [m.id for m in members(spec) if m != spec]
     rules = f" (rules {', '.join(cell.rules)})" if cell.rules else ""
-    lines.append(f"  class      {cell.class_id}{rules}, {cell.class_size} member(s)"
-                 + (": " + ", ".join(others) if others else ""))
+    lines.append(
+        f"  class      {cell.class_id}{rules}, {cell.class_size} member(s)"
+        + (": " + ", ".join(others) if others else "")
+    )
     for cond in cell.conditional:
         lines.append(f"  equals     {cond.other.id} (rule {cond.rule}) at {cond.condition}")
     return "\n".join(lines)

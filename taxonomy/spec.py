@@ -57,8 +57,13 @@ class SignalSpec:
 
     def replace(self, **changes: object) -> SignalSpec:
         """A copy with some components changed."""
-        fields = dict(input=self.input, pointwise=self.pointwise, reduction=self.reduction,
-                      scaling=self.scaling, reference=self.reference)
+        fields = dict(
+            input=self.input,
+            pointwise=self.pointwise,
+            reduction=self.reduction,
+            scaling=self.scaling,
+            reference=self.reference,
+        )
         fields.update(changes)
         return SignalSpec(**fields)  # type: ignore[arg-type]
 

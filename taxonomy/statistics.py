@@ -118,8 +118,9 @@ class LayerStats:
     def __post_init__(self) -> None:
         c = self.weight.channels
         if self.activation is not None and self.activation.channels != c:
-            raise PrunetaxError(f"layer {self.name}: activation has {self.activation.channels} "
-                                f"channels, weight has {c}.")
+            raise PrunetaxError(
+                f"layer {self.name}: activation has {self.activation.channels} channels, weight has {c}."
+            )
         for name in ("weights_removed", "active"):
             if tuple(getattr(self, name).shape) != (c,):
                 raise PrunetaxError(f"layer {self.name}: `{name}` must be [{c}].")

@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from study.cli import signals
+from study.cli import run, signals, train
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (signals,)
+_COMMANDS = (signals, train, run)
 
 
 def build_parser() -> argparse.ArgumentParser:

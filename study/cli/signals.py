@@ -15,13 +15,20 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     for axis in ("input", "pointwise", "reduction", "scaling"):
         p.add_argument(f"--{axis}", metavar="ID[,ID]", help=f"keep only these {axis} ids")
-    p.add_argument("--distinct", action="store_true",
-                   help="one cell per equivalence class (its representative)")
-    p.add_argument("--aliases", action="store_true",
-                   help="only cells with a literature alias (l1_filter, taylor_fo, ...)")
-    p.add_argument("--format", choices=("table", "csv", "json"), default="table",
-                   help="output format (default: table); the count line goes to stderr "
-                   "for csv/json")
+    p.add_argument(
+        "--distinct", action="store_true", help="one cell per equivalence class (its representative)"
+    )
+    p.add_argument(
+        "--aliases",
+        action="store_true",
+        help="only cells with a literature alias (l1_filter, taylor_fo, ...)",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "csv", "json"),
+        default="table",
+        help="output format (default: table); the count line goes to stderr for csv/json",
+    )
     p.set_defaults(func=_signals)
 
     e = sub.add_parser(

@@ -1,0 +1,109 @@
+"""Scores of many signals on an unpruned network, channel by channel (``prunetax scores``).
+
+The output lets anyone cross-check prunetax's numbers with independent code: every
+channel's score for every requested signal, with the seed and the exact eval examples
+used (and, optionally, the eval tensors themselves).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+
+import torch
+
+from study.groups import build_groups
+from study.masks import MaskedModel
+from study.protocols import Protocol
+from study.trajectory import Setup, _Branch, unit_scores
+from study.trial import Base, eval_indices
+from taxonomy.bank import score
+from taxonomy.spec import SignalSpec
+from taxonomy.statistics import Needs
+
+__all__ = ["channel_scores"]
+
+
+def channel_scores(
+    base: Base,
+    signals: Sequence[SignalSpec],
+    *,
+    seed: int = 0,
+    tap: str = "output",
+    eval_batches: int = 2,
+    eval_batch_size: int = 128,
+) -> tuple[list[dict], dict]:
+    """Rows of the ``scores`` table and the eval inputs used.
+
+    Taxonomy signals are scored per conv channel; ``oracle`` and ``random`` score units,
+    and each member channel of a unit carries its unit's score.
+    """
+    protocol = Protocol(tap=tap, eval_batches=eval_batches, eval_batch_size=eval_batch_size)
+    splits = base.splits
+    groups = build_groups(base.model, tuple(splits.train.x.shape[1:]))
+    idx = eval_indices(splits.eval.y.shape[0], protocol, seed)
+    x, y = splits.eval.x[idx.to(splits.eval.x.device)], splits.eval.y[idx.to(splits.eval.y.device)]
+    batches = [
+        (x[i : i + eval_batch_size], y[i : i + eval_batch_size])
+        for i in range(0, x.shape[0], eval_batch_size)
+    ]
+    masked = MaskedModel(base.model, groups)
+    examples = splits.indices["eval"][idx.cpu()].tolist()
+    ident = {"checkpoint": base.checkpoint.get("config_hash"), "seed": seed, "tap": tap, "examples": examples}
+    run_key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+    common = {
+        "run_key": run_key,
+        "model": base.checkpoint["arch"],
+        "dataset": base.checkpoint["dataset"],
+        "base_seed": base.checkpoint["seed"],
+        "seed": seed,
+        "tap": tap,
+    }
+    layer_names = [(layer.name, c) for layer in groups.layers for c in range(layer.channels)]
+    members = groups.members.tolist()
+    taxonomy = [s for s in signals if not s.is_reference]
+    rows = []
+    if taxonomy:
+        from study.collect import Collector
+
+        stats = Collector(masked, tap).collect(batches, Needs.of(taxonomy))
+        matrix = score(taxonomy, stats).double().cpu()
+        for s, values in zip(taxonomy, matrix, strict=True):
+            rows += _rows(common, s.id, layer_names, members, values.tolist())
+    references = [s for s in signals if s.is_reference]
+    if references:
+        setup = Setup(
+            model=base.model,
+            groups=groups,
+            protocol=protocol,
+            eval_batches=batches,
+            test=(x, y),
+            train=(x, y),
+            reference_acc=base.reference_acc,
+            seed=seed,
+            retrain=None,
+        )
+        rngs = [torch.Generator().manual_seed(seed) for _ in references]
+        units = unit_scores(_Branch(masked, []), references, setup, rngs)
+        for s, values in zip(references, units, strict=True):
+            rows += _rows(common, s.id, layer_names, members, values[groups.members].tolist())
+    inputs = {
+        "x": x.cpu(),
+        "y": y.cpu(),
+        "eval_indices": examples,
+        "seed": seed,
+        "tap": tap,
+        "dataset": base.checkpoint["dataset"],
+        "model": base.checkpoint["arch"],
+    }
+    return rows, inputs
+
+
+def _rows(
+    common: dict, signal: str, names: list[tuple[str, int]], members: list[int], values: list[float]
+) -> list[dict]:
+    return [
+        {**common, "signal": signal, "layer": layer, "channel": c, "unit": u, "score": v}
+        for (layer, c), u, v in zip(names, members, values, strict=True)
+    ]
