@@ -59,6 +59,7 @@ def channel_scores(
         "base_seed": base.checkpoint["seed"],
         "seed": seed,
         "tap": tap,
+        "level": "channel",
     }
     layer_names = [(layer.name, c) for layer in groups.layers for c in range(layer.channels)]
     members = groups.members.tolist()

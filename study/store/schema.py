@@ -25,152 +25,62 @@ def _schema(name: str, fields: list[tuple[str, pa.DataType]]) -> pa.Schema:
     )
 
 
-TRIALS = _schema(
-    "trials",
-    [
-        ("run_key", _S),
-        ("schema_version", pa.int32()),
-        ("status", _S),
-        ("error", _S),
-        ("traceback", _S),
-        ("model", _S),
-        ("dataset", _S),
-        ("seed", _I),
-        ("base_seed", _I),
-        ("signal", _S),
-        ("sig_input", _S),
-        ("sig_pointwise", _S),
-        ("sig_reduction", _S),
-        ("sig_scaling", _S),
-        ("sig_class", _S),
-        ("protocol", _S),
-        ("protocol_json", _S),
-        ("spec_json", _S),
-        ("tap", _S),
-        ("reference_acc", _F),
-        ("base_checkpoint", _S),
-        ("split_fingerprint", _S),
-        ("eval_examples", _S),
-        ("sparsity_at_1", _F),
-        ("sparsity_at_2", _F),
-        ("sparsity_at_5", _F),
-        ("sparsity_at_10", _F),
-        ("macs_sparsity_at_5", _F),
-        ("auc", _F),
-        ("final_sparsity", _F),
-        ("final_acc", _F),
-        ("retrain_steps_at_5", _I),
-        ("n_steps", _I),
-        ("stop_reason", _S),
-        ("initial_weights", _I),
-        ("initial_macs", _I),
-        ("initial_units", _I),
-        ("wall_s", _F),
-        ("unit_size", _I),
-        ("t_stats", _F),
-        ("t_score", _F),
-        ("t_prune", _F),
-        ("t_retrain", _F),
-        ("t_eval", _F),
-        ("prunetax_version", _S),
-        ("torch_version", _S),
-        ("device", _S),
-        ("host", _S),
-        ("started_at", _TS),
-        ("finished_at", _TS),
-    ],
-)
+# fmt: off
+TRIALS = _schema("trials", [
+    ("run_key", _S), ("schema_version", pa.int32()), ("status", _S), ("error", _S), ("traceback", _S),
+    ("model", _S), ("dataset", _S), ("seed", _I), ("base_seed", _I), ("signal", _S),
+    ("sig_input", _S), ("sig_pointwise", _S), ("sig_reduction", _S), ("sig_scaling", _S), ("sig_class", _S),
+    ("protocol", _S), ("protocol_json", _S), ("spec_json", _S), ("tap", _S),
+    ("reference_acc", _F), ("base_checkpoint", _S), ("split_fingerprint", _S), ("eval_examples", _S),
+    ("sparsity_at_1", _F), ("sparsity_at_2", _F), ("sparsity_at_5", _F), ("sparsity_at_10", _F),
+    ("macs_sparsity_at_5", _F), ("auc", _F), ("final_sparsity", _F), ("final_acc", _F),
+    ("retrain_steps_at_5", _I), ("n_steps", _I), ("stop_reason", _S),
+    ("initial_weights", _I), ("initial_macs", _I), ("initial_units", _I),
+    ("wall_s", _F), ("unit_size", _I), ("t_stats", _F), ("t_score", _F), ("t_prune", _F),
+    ("t_retrain", _F), ("t_eval", _F),
+    ("prunetax_version", _S), ("torch_version", _S), ("device", _S), ("host", _S),
+    ("started_at", _TS), ("finished_at", _TS),
+])
 """One row per trial. ``status`` is ``ok`` or ``failed`` (then ``error``/``traceback`` say why)."""
 
-STEPS = _schema(
-    "steps",
-    [
-        ("run_key", _S),
-        ("step", _I),
-        ("pruned", _S),
-        ("n_pruned", _I),
-        ("units_remaining", _I),
-        ("channels_remaining", _I),
-        ("weights_remaining", _I),
-        ("macs_remaining", _I),
-        ("sparsity", _F),
-        ("macs_sparsity", _F),
-        ("test_acc", _F),
-        ("test_loss", _F),
-        ("eval_loss", _F),
-        ("score", _F),
-        ("retrain_steps", _I),
-        ("t_stats", _F),
-        ("t_score", _F),
-        ("t_prune", _F),
-        ("t_retrain", _F),
-        ("t_eval", _F),
-    ],
-)
+STEPS = _schema("steps", [
+    ("run_key", _S), ("step", _I), ("pruned", _S), ("n_pruned", _I),
+    ("units_remaining", _I), ("channels_remaining", _I), ("weights_remaining", _I), ("macs_remaining", _I),
+    ("sparsity", _F), ("macs_sparsity", _F), ("test_acc", _F), ("test_loss", _F), ("eval_loss", _F),
+    ("score", _F), ("retrain_steps", _I),
+    ("t_stats", _F), ("t_score", _F), ("t_prune", _F), ("t_retrain", _F), ("t_eval", _F),
+])
 """One row per pruning step (step 0 = unpruned). ``test_acc`` in percent, NaN when the
 step was not evaluated (``test_interval``); ``pruned`` lists ``root_conv:channel`` ids."""
 
-SCORES = _schema(
-    "scores",
-    [
-        ("run_key", _S),
-        ("model", _S),
-        ("dataset", _S),
-        ("base_seed", _I),
-        ("seed", _I),
-        ("tap", _S),
-        ("signal", _S),
-        ("layer", _S),
-        ("channel", _I),
-        ("unit", _I),
-        ("score", _F),
-    ],
-)
-"""Per-channel scores of signals on the unpruned network (``prunetax scores``)."""
+SCORES = _schema("scores", [
+    ("run_key", _S), ("model", _S), ("dataset", _S), ("base_seed", _I), ("seed", _I), ("tap", _S),
+    ("level", _S), ("signal", _S), ("layer", _S), ("channel", _I), ("unit", _I), ("score", _F),
+])
+"""Scores of signals on the unpruned network. ``level`` = ``channel`` (one row per conv
+channel, ``prunetax scores``) or ``unit`` (one row per coupled unit, scored as the
+protocol ranks it; ``layer``/``channel`` name the unit's root conv channel)."""
 
-ORACLE = _schema(
-    "oracle",
-    [
-        ("run_key", _S),
-        ("model", _S),
-        ("dataset", _S),
-        ("base_seed", _I),
-        ("seed", _I),
-        ("unit", _I),
-        ("unit_name", _S),
-        ("layer", _S),
-        ("loss_change", _F),
-    ],
-)
+ORACLE = _schema("oracle", [
+    ("run_key", _S), ("model", _S), ("dataset", _S), ("base_seed", _I), ("seed", _I),
+    ("unit", _I), ("unit_name", _S), ("layer", _S), ("loss_change", _F),
+])
 """Measured loss change of removing each unit of the unpruned network."""
 
-RANK_QUALITY = _schema(
-    "rank_quality",
-    [
-        ("run_key", _S),
-        ("model", _S),
-        ("dataset", _S),
-        ("base_seed", _I),
-        ("seed", _I),
-        ("signal", _S),
-        ("scope", _S),
-        ("spearman", _F),
-        ("kendall", _F),
-        ("n_units", _I),
-    ],
-)
+RANK_QUALITY = _schema("rank_quality", [
+    ("run_key", _S), ("model", _S), ("dataset", _S), ("base_seed", _I), ("seed", _I), ("signal", _S),
+    ("scope", _S), ("spearman", _F), ("kendall", _F), ("n_units", _I),
+])
 """Rank correlation of each signal's unit ranking with the oracle (``scope`` = global or a layer)."""
+# fmt: on
 
 TABLES: dict[str, pa.Schema] = {
-    "trials": TRIALS,
-    "steps": STEPS,
-    "scores": SCORES,
-    "oracle": ORACLE,
-    "rank_quality": RANK_QUALITY,
+    "trials": TRIALS, "steps": STEPS, "scores": SCORES, "oracle": ORACLE, "rank_quality": RANK_QUALITY,
 }
 
 
 def schema_of(table: str) -> pa.Schema:
+    """The schema of ``table`` (clear error for an unknown table)."""
     from taxonomy.errors import invalid
 
     if table not in TABLES:
