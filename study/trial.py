@@ -33,7 +33,16 @@ from taxonomy.equivalence import representative
 from taxonomy.errors import PrunetaxError
 from taxonomy.spec import parse
 
-__all__ = ["TRIAL_VERSION", "TrialSpec", "TrialRecord", "Base", "load_base", "run_trials", "headline"]
+__all__ = [
+    "TRIAL_VERSION",
+    "TrialSpec",
+    "TrialRecord",
+    "Base",
+    "load_base",
+    "run_trials",
+    "headline",
+    "failed_record",
+]
 
 TRIAL_VERSION = 1
 DEFAULT_CACHE = "results/models"
@@ -72,6 +81,18 @@ class TrialSpec:
             "schema_version": SCHEMA_VERSION,
             "prunetax": __version__,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> TrialSpec:
+        """Inverse of :meth:`canonical` (version fields are ignored)."""
+        return cls(
+            str(data["model"]),
+            str(data["dataset"]),
+            str(data["signal"]),
+            Protocol.from_dict(dict(data["protocol"])),
+            int(data["seed"]),
+            int(data["base_seed"]),
+        )
 
     @property
     def run_key(self) -> str:
@@ -220,9 +241,14 @@ def _trial_row(spec: TrialSpec, base: Base | None, status: str, **extra: object)
     return row
 
 
-def _failed(spec: TrialSpec, err: BaseException, base: Base | None = None, **extra: object) -> TrialRecord:
-    text = f"{type(err).__name__}: {err}"
-    tb = "".join(traceback.format_exception(err))
+def failed_record(
+    spec: TrialSpec, error: str | BaseException, base: Base | None = None, **extra: object
+) -> TrialRecord:
+    """A ``failed`` record: the error text and, for an exception, its traceback."""
+    if isinstance(error, BaseException):
+        text, tb = f"{type(error).__name__}: {error}", "".join(traceback.format_exception(error))
+    else:
+        text, tb = error, ""
     return TrialRecord(spec, _trial_row(spec, base, "failed", error=text, traceback=tb, **extra), [])
 
 
@@ -274,7 +300,7 @@ def _run_unit(
         setup = _setup(first, base)
         results = run_protocol(setup, [parse(s.signal) for s in unit])
     except Exception as err:  # every trial of the unit failed the same way
-        return [_failed(spec, err, base, started_at=started, device=device) for spec in unit]
+        return [failed_record(spec, err, base, started_at=started, device=device) for spec in unit]
     wall = time.perf_counter() - t0
     records = []
     for spec, result in zip(unit, results, strict=True):

@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from study.cli import run, signals, train
+from study.cli import run, signals, sweep, train
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (signals, train, run)
+_COMMANDS = (signals, train, run, sweep)
 
 
 def build_parser() -> argparse.ArgumentParser:

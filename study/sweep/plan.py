@@ -1,0 +1,135 @@
+"""From a sweep spec to the work still to do: trials, rank-quality jobs, base models.
+
+The store is the source of truth: a trial whose ``trials`` row exists is not run again
+(``retry_failed`` reruns exactly the stored failures); a rank-quality job is done when
+its ``oracle`` file exists. Trials are grouped into work units (same model, dataset,
+seeds and protocol; up to ``signals_per_unit`` signals) that run in lockstep.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from study.rankings import RankJob
+from study.store import Store
+from study.sweep.spec import SweepSpec
+from study.trial import TrialSpec
+
+__all__ = ["Plan", "expand", "rank_jobs", "make_plan"]
+
+
+def _seed_pairs(spec: SweepSpec) -> list[tuple[int, int]]:
+    if spec.seeds is None:
+        return [(b, b) for b in spec.base_seeds]
+    return [(b, s) for b in spec.base_seeds for s in spec.seeds]
+
+
+def expand(spec: SweepSpec) -> list[TrialSpec]:
+    """Every trial of the sweep, in a stable order (duplicates removed)."""
+    out: dict[str, TrialSpec] = {}
+    for run in spec.runs:
+        for model in run.models:
+            for dataset in run.datasets:
+                for base_seed, seed in _seed_pairs(spec):
+                    for signal in run.signals:
+                        t = TrialSpec(model, dataset, signal.id, run.protocol, seed, base_seed)
+                        out.setdefault(t.run_key, t)
+    return list(out.values())
+
+
+def rank_jobs(spec: SweepSpec) -> list[RankJob]:
+    rq = spec.rank_quality
+    if rq is None:
+        return []
+    ids = tuple(s.id for s in rq.signals)
+    return [
+        RankJob(m, d, b, s, ids, rq.tap, rq.eval_batches, rq.eval_batch_size)
+        for m in spec.models
+        for d in spec.datasets
+        for b, s in _seed_pairs(spec)
+    ]
+
+
+@dataclass
+class Plan:
+    spec: SweepSpec
+    trials: list[TrialSpec]
+    jobs: list[RankJob]
+    stored_ok: int
+    stored_failed: int
+    todo: list[TrialSpec]
+    jobs_todo: list[RankJob]
+    units: list[list[TrialSpec]]
+    base_models: list[tuple[str, str, int]]
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.todo and not self.jobs_todo
+
+    def describe(self) -> str:
+        """The dry-run text."""
+        lines = [
+            f"sweep {self.spec.name!r} -> store {self.spec.store}",
+            f"  trials: {len(self.trials)} expanded, {self.stored_ok} stored ok, "
+            f"{self.stored_failed} stored failed, {len(self.todo)} to run in {len(self.units)} work units",
+        ]
+        by = Counter((t.model, t.dataset, t.protocol.name) for t in self.todo)
+        for (m, d, p), n in sorted(by.items()):
+            lines.append(f"    {m} / {d} / {p}: {n} trials")
+        if self.jobs:
+            lines.append(
+                f"  rank-quality jobs: {len(self.jobs)} expanded, {len(self.jobs_todo)} to run "
+                f"({len(self.jobs[0].signals)} signals + oracle each)"
+            )
+        lines.append(
+            f"  base models needed: {len(self.base_models)} "
+            f"({', '.join(f'{m}/{d}/s{s}' for m, d, s in self.base_models)})"
+        )
+        r = self.spec.resources
+        lines.append(
+            f"  resources per work unit: {r.cpus_per_trial} CPU, {r.gpus_per_trial} GPU; "
+            f"device {self.spec.device}"
+        )
+        if self.stored_failed and not self.todo:
+            lines.append("  stored failures are not rerun; pass --retry-failed to rerun them")
+        return "\n".join(lines)
+
+
+def _units(todo: list[TrialSpec], size: int) -> list[list[TrialSpec]]:
+    groups: dict[str, list[TrialSpec]] = {}
+    for t in todo:
+        groups.setdefault(t.unit_key, []).append(t)
+    units = []
+    for members in groups.values():
+        n = -(-len(members) // size)  # balanced chunks of at most `size`
+        units.extend(members[k::n] for k in range(n))
+    return units
+
+
+def make_plan(spec: SweepSpec, retry_failed: bool = False) -> Plan:
+    trials, jobs = expand(spec), rank_jobs(spec)
+    store = Store(spec.store)
+    ok, failed = store.done(("ok",)), store.done(("failed",))
+    keys = {t.run_key for t in trials}
+    if retry_failed:
+        todo = [t for t in trials if t.run_key in failed]
+    else:
+        todo = [t for t in trials if t.run_key not in ok and t.run_key not in failed]
+    jobs_done = store.keys("oracle")
+    jobs_todo = [] if retry_failed else [j for j in jobs if j.run_key not in jobs_done]
+    needed = sorted(
+        {(t.model, t.dataset, t.base_seed) for t in todo}
+        | {(j.model, j.dataset, j.base_seed) for j in jobs_todo}
+    )
+    return Plan(
+        spec,
+        trials,
+        jobs,
+        len(keys & ok),
+        len(keys & failed),
+        todo,
+        jobs_todo,
+        _units(todo, spec.signals_per_unit),
+        needed,
+    )
