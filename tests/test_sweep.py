@@ -33,7 +33,8 @@ channels_per_step = 16
 """
 
 SIGNALS = (
-    '["aliases", "paper_best", "random", "oracle", { input = "activation", pointwise = "taylor", distinct = true }]'
+    '["aliases", "paper_best", "random", "oracle", '
+    '{ input = "activation", pointwise = "taylor", distinct = true }]'
 )
 
 
