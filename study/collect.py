@@ -92,7 +92,10 @@ class Collector:
         was_training = model.training
         model.eval()
         try:
-            parts = [self._batch(x, y, needs) for x, y in batches] if needs.forward else []
+            # one pass over all eval examples: per-example statistics do not depend on batching
+            # (BN in eval mode), and one large pass costs less than several small ones
+            x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+            parts = [self._batch(x, y, needs)] if needs.forward else []
         finally:
             model.train(was_training)
             self.tapped.clear()

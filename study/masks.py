@@ -43,6 +43,16 @@ class MaskedModel:
         self._hooks: list = []
         self._masks: dict[str, Tensor] = {}
         self._parameters = dict(model.named_parameters())
+        self._cache: dict[tuple[str, bytes], object] = {}
+
+    def _memo(self, name: str, compute):  # noqa: ANN001, ANN202
+        """Counts depend only on the active set: compute each once per state."""
+        key = (name, self.active.numpy().tobytes())
+        if key not in self._cache:
+            if len(self._cache) > 16:
+                self._cache.clear()
+            self._cache[key] = compute()
+        return self._cache[key]
 
     # -- state -----------------------------------------------------------------------------
     def _ext(self, device: torch.device | None = None) -> Tensor:
@@ -109,6 +119,9 @@ class MaskedModel:
 
     def counts(self) -> Counts:
         """Remaining weights, MACs, channels and units."""
+        return self._memo("counts", self._counts)
+
+    def _counts(self) -> Counts:
         weights = macs = 0
         for owners in self._params.values():
             if owners.is_weight:
@@ -121,6 +134,9 @@ class MaskedModel:
 
     def weights_removed(self) -> Tensor:
         """``[U]`` weights removed transitively if each unit were pruned now (SPEC §2.4)."""
+        return self._memo("weights_removed", self._weights_removed).clone()
+
+    def _weights_removed(self) -> Tensor:
         n = self.groups.n_units
         total = torch.zeros(n + 1, dtype=torch.float64)
         for owners in self._params.values():
@@ -135,6 +151,9 @@ class MaskedModel:
 
     def layer_counts(self) -> list[dict[str, Tensor]]:
         """Per layer: weight ``count``/``count_active`` and activation count (``[C]`` each)."""
+        return self._memo("layer_counts", self._layer_counts)
+
+    def _layer_counts(self) -> list[dict[str, Tensor]]:
         ext = self._ext()
         out = []
         for layer in self.groups.layers:

@@ -16,10 +16,9 @@ from pathlib import Path
 
 import torch
 
-from study.masks import MaskedModel
 from study.protocols import Protocol
 from study.store.schema import SCHEMA_VERSION
-from study.trajectory import Setup, _Branch, unit_scores
+from study.trajectory import Workspace, unit_scores
 from study.trial import DEFAULT_CACHE, TRIAL_VERSION, eval_indices, load_base
 from taxonomy import __version__
 from taxonomy.components import Reference
@@ -88,22 +87,11 @@ def run_rank_job(
     x, y = splits.eval.x[idx], splits.eval.y[idx]
     b = job.eval_batch_size
     batches = [(x[i : i + b], y[i : i + b]) for i in range(0, x.shape[0], b)]
-    setup = Setup(
-        model=base.model,
-        groups=groups,
-        protocol=protocol,
-        eval_batches=batches,
-        test=(x, y),
-        train=(x, y),
-        reference_acc=base.reference_acc,
-        seed=job.seed,
-        retrain=None,
-    )
     signals = [parse(s) for s in job.signals if parse(s).reference is not Reference.ORACLE]
     signals.append(SignalSpec(reference=Reference.ORACLE))
     rngs = [torch.Generator().manual_seed(job.seed) for _ in signals]
-    branch = _Branch(MaskedModel(base.model, groups), [])
-    scores = unit_scores(branch, signals, setup, rngs)
+    ws = Workspace(base.model, groups, job.tap)
+    scores = unit_scores(ws, signals, batches, job.group_reduction, rngs)
     roots = [groups.group_roots[int(g)] for g in groups.unit_group]
     within = torch.cat([torch.arange(n) for n in groups.group_sizes]).tolist()
     names = groups.unit_names()

@@ -14,9 +14,8 @@ from collections.abc import Sequence
 import torch
 
 from study.groups import build_groups
-from study.masks import MaskedModel
 from study.protocols import Protocol
-from study.trajectory import Setup, _Branch, unit_scores
+from study.trajectory import Workspace, unit_scores
 from study.trial import Base, eval_indices
 from taxonomy.bank import score
 from taxonomy.spec import SignalSpec
@@ -48,7 +47,7 @@ def channel_scores(
         (x[i : i + eval_batch_size], y[i : i + eval_batch_size])
         for i in range(0, x.shape[0], eval_batch_size)
     ]
-    masked = MaskedModel(base.model, groups)
+    ws = Workspace(base.model, groups, tap)
     examples = splits.indices["eval"][idx.cpu()].tolist()
     ident = {"checkpoint": base.checkpoint.get("config_hash"), "seed": seed, "tap": tap, "examples": examples}
     run_key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
@@ -66,27 +65,14 @@ def channel_scores(
     taxonomy = [s for s in signals if not s.is_reference]
     rows = []
     if taxonomy:
-        from study.collect import Collector
-
-        stats = Collector(masked, tap).collect(batches, Needs.of(taxonomy))
+        stats = ws.collector.collect(batches, Needs.of(taxonomy))
         matrix = score(taxonomy, stats).double().cpu()
         for s, values in zip(taxonomy, matrix, strict=True):
             rows += _rows(common, s.id, layer_names, members, values.tolist())
     references = [s for s in signals if s.is_reference]
     if references:
-        setup = Setup(
-            model=base.model,
-            groups=groups,
-            protocol=protocol,
-            eval_batches=batches,
-            test=(x, y),
-            train=(x, y),
-            reference_acc=base.reference_acc,
-            seed=seed,
-            retrain=None,
-        )
         rngs = [torch.Generator().manual_seed(seed) for _ in references]
-        units = unit_scores(_Branch(masked, []), references, setup, rngs)
+        units = unit_scores(ws, references, batches, rngs=rngs)
         for s, values in zip(references, units, strict=True):
             rows += _rows(common, s.id, layer_names, members, values[groups.members].tolist())
     inputs = {

@@ -4,25 +4,30 @@ Signals of one work unit start from the same network. While two trajectories hav
 pruned exactly the same units in the same order, their networks are identical
 (retraining batches are seeded by step, not by signal), so they share a *branch*: one
 statistics pass, one scoring call for all their signals, one pruning, one retraining
-and one evaluation. A branch forks only when its signals pick different units. The
-result is bit-identical to running each signal alone (tested) and much cheaper.
+and one evaluation. A branch forks only when its signals pick different units.
+
+A branch is data, not a model: its active units, plus a snapshot of the weights once
+retraining has made them differ from the base model's. One live network (a
+:class:`Workspace`) is loaded with a branch's state before working on it, so forking
+costs no model copy and no retracing. The result is bit-identical to running each
+signal alone (tested).
 """
 
 from __future__ import annotations
 
-import copy
 import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from study.collect import Collector
 from study.groups import ChannelGroups
 from study.masks import MaskedModel
-from study.oracle import eval_loss, oracle_scores, unit_slices
+from study.oracle import oracle_scores, unit_slices
 from study.protocols import Protocol
 from study.retrain import RetrainSettings, characterise, retrain
 from study.train import evaluate
@@ -32,7 +37,7 @@ from taxonomy.errors import PrunetaxError
 from taxonomy.spec import SignalSpec
 from taxonomy.statistics import Needs
 
-__all__ = ["Setup", "TrajectoryResult", "run_protocol", "unit_scores"]
+__all__ = ["Setup", "TrajectoryResult", "Workspace", "run_protocol", "unit_scores"]
 
 
 @dataclass
@@ -47,7 +52,7 @@ class Setup:
     train: tuple[Tensor, Tensor]
     reference_acc: float
     seed: int
-    retrain: RetrainSettings
+    retrain: RetrainSettings | None
     train_probe: tuple[Tensor, Tensor] | None = None  # characterise mode
     eval_examples: list[int] = field(default_factory=list)  # eval-split indices, for the record
 
@@ -62,6 +67,45 @@ class TrajectoryResult:
     error: str | None = None
 
 
+class Workspace:
+    """One live network of a work unit, with its collector and oracle slices built once."""
+
+    def __init__(self, model: nn.Module, groups: ChannelGroups, tap: str = "output") -> None:
+        self.masked = MaskedModel(model, groups)
+        self.tap = tap
+        self._state = {**dict(model.named_parameters()), **dict(model.named_buffers())}
+        self.base = self.snapshot()
+        self._collector: Collector | None = None
+        self._slices = None
+        self.loaded: object = None
+
+    @property
+    def collector(self) -> Collector:
+        if self._collector is None:
+            self._collector = Collector(self.masked, self.tap)
+        return self._collector
+
+    @property
+    def slices(self):  # noqa: ANN201 - the oracle's per-unit parameter slices
+        if self._slices is None:
+            self._slices = unit_slices(self.masked)
+        return self._slices
+
+    def snapshot(self) -> dict[str, Tensor]:
+        return {k: v.detach().clone() for k, v in self._state.items()}
+
+    def load(self, active: Tensor, state: dict[str, Tensor] | None, tag: object) -> None:
+        """Make the live network the given state (base weights when ``state`` is None), masked."""
+        if self.loaded is tag:
+            return
+        with torch.no_grad():
+            for k, v in (state or self.base).items():
+                self._state[k].copy_(v)
+        self.masked.active = active.clone()
+        self.masked.apply()
+        self.loaded = tag
+
+
 @dataclass
 class _Trajectory:
     result: TrajectoryResult
@@ -73,29 +117,13 @@ class _Trajectory:
         return self.result.signal
 
 
+@dataclass(eq=False)
 class _Branch:
-    """A network state shared by trajectories with identical histories."""
+    """Trajectories with identical histories: their active units and (after retraining) weights."""
 
-    def __init__(self, masked: MaskedModel, members: list[_Trajectory]) -> None:
-        self.masked = masked
-        self.members = members
-        self._collector: Collector | None = None
-        self._slices = None
-
-    def collector(self, tap: str) -> Collector:
-        if self._collector is None:
-            self._collector = Collector(self.masked, tap)
-        return self._collector
-
-    def slices(self):  # noqa: ANN201 - oracle's unit slices, built on first use
-        if self._slices is None:
-            self._slices = unit_slices(self.masked)
-        return self._slices
-
-    def fork(self, members: list[_Trajectory]) -> _Branch:
-        masked = MaskedModel(copy.deepcopy(self.masked.model), self.masked.groups)
-        masked.active = self.masked.active.clone()
-        return _Branch(masked, members)
+    active: Tensor
+    members: list[_Trajectory]
+    state: dict[str, Tensor] | None = None
 
 
 def _reduce_to_units(channel_scores: Tensor, groups: ChannelGroups, how: str) -> Tensor:
@@ -113,26 +141,28 @@ def _reduce_to_units(channel_scores: Tensor, groups: ChannelGroups, how: str) ->
 
 
 def unit_scores(
-    branch: _Branch,
+    ws: Workspace,
     signals: Sequence[SignalSpec],
-    setup: Setup,
+    batches: list[tuple[Tensor, Tensor]],
+    group_reduction: str = "sum",
     rngs: Sequence[torch.Generator] | None = None,
     timing: dict | None = None,
 ) -> Tensor:
-    """``[S, U]`` scores of ``signals`` for the branch's current network (lower = prune first)."""
+    """``[S, U]`` scores of ``signals`` for the live network (lower = prune first)."""
     timing = {} if timing is None else timing
-    masked, protocol = branch.masked, setup.protocol
+    masked = ws.masked
     taxonomy = [s for s in signals if not s.is_reference]
     out = torch.empty(len(signals), masked.groups.n_units, dtype=torch.float64)
     if taxonomy:
         t0 = time.perf_counter()
-        stats = branch.collector(protocol.tap).collect(setup.eval_batches, Needs.of(taxonomy))
+        stats = ws.collector.collect(batches, Needs.of(taxonomy))
         t1 = time.perf_counter()
         ch = score(taxonomy, stats).double()
-        rows = _reduce_to_units(ch.cpu(), masked.groups, protocol.group_reduction)
+        out[[k for k, s in enumerate(signals) if not s.is_reference]] = _reduce_to_units(
+            ch.cpu(), masked.groups, group_reduction
+        )
         timing["stats"] = timing.get("stats", 0.0) + t1 - t0
         timing["score"] = timing.get("score", 0.0) + time.perf_counter() - t1
-        out[[k for k, s in enumerate(signals) if not s.is_reference]] = rows
     for k, s in enumerate(signals):
         if s.reference is Reference.RANDOM:
             if rngs is None:
@@ -140,7 +170,7 @@ def unit_scores(
             out[k] = torch.rand(masked.groups.n_units, generator=rngs[k], dtype=torch.float64)
         elif s.reference is Reference.ORACLE:
             t0 = time.perf_counter()
-            out[k] = oracle_scores(masked, setup.eval_batches, branch.slices())
+            out[k] = oracle_scores(masked, batches, ws.slices)
             timing["score"] = timing.get("score", 0.0) + time.perf_counter() - t0
     return out
 
@@ -149,9 +179,8 @@ def _choose(scores: Tensor, masked: MaskedModel, k: int) -> list[int]:
     """Up to ``k`` lowest-scoring active units, keeping one unit per group alive."""
     groups = masked.groups
     left = torch.bincount(groups.unit_group[masked.active], minlength=len(groups.group_sizes))
-    order = torch.sort(scores, stable=True).indices.tolist()
     chosen: list[int] = []
-    for u in order:
+    for u in torch.sort(scores, stable=True).indices.tolist():
         if len(chosen) == k:
             break
         g = int(groups.unit_group[u])
@@ -167,33 +196,65 @@ def _check_finite(scores: Tensor, masked: MaskedModel, signal: SignalSpec) -> No
         raise PrunetaxError(f"signal {signal.id} produced NaN scores for {int(bad.sum())} active units.")
 
 
+def _fail(t: _Trajectory, err: Exception) -> None:
+    t.done = True
+    t.result.error = f"{type(err).__name__}: {err}"
+    t.result.stop_reason = "failed"
+
+
 class _Runner:
     """Drives the branches of one work unit through the protocol."""
 
     def __init__(self, setup: Setup, signals: Sequence[SignalSpec], on_step: Callable | None) -> None:
-        self.setup = setup
-        self.protocol = setup.protocol
+        self.setup, self.protocol, self.on_step = setup, setup.protocol, on_step
+        self.ws = Workspace(setup.model, setup.groups, setup.protocol.tap)
         self.units_per_step = self.protocol.units_per_step(setup.groups.n_units)
-        base = MaskedModel(setup.model, setup.groups)
-        self.initial = base.counts()
+        self.initial = self.ws.masked.counts()
         self.names = setup.groups.unit_names()
-        trajs = [_Trajectory(TrajectoryResult(s), torch.Generator().manual_seed(setup.seed)) for s in signals]
-        self.trajectories = trajs
-        self.root = _Branch(base, trajs)
-        self.on_step = on_step
+        self.trajectories = [
+            _Trajectory(TrajectoryResult(s), torch.Generator().manual_seed(setup.seed)) for s in signals
+        ]
+        self.root = _Branch(self.ws.masked.active.clone(), list(self.trajectories))
+        # test and eval examples in one forward pass per evaluation
+        (tx, ty), (ex, ey) = (
+            setup.test,
+            (torch.cat([b[0] for b in setup.eval_batches]), torch.cat([b[1] for b in setup.eval_batches])),
+        )
+        self.eval_x, self.eval_y, self.n_test = torch.cat([tx, ex]), torch.cat([ty, ey]), ty.shape[0]
         self.initial_train_acc = math.nan
+        if self.protocol.name == "characterise":
+            self.initial_train_acc = 100.0 * evaluate(setup.model, *(setup.train_probe or setup.train))[0]
+
+    def load(self, branch: _Branch) -> MaskedModel:
+        self.ws.load(branch.active, branch.state, branch)
+        return self.ws.masked
+
+    @torch.inference_mode()
+    def evaluate(self, timing: dict) -> tuple[float, float, float]:
+        """(test accuracy %, test loss, eval loss) of the live network."""
+        t0 = time.perf_counter()
+        model = self.ws.masked.model
+        model.eval()
+        losses, correct = [], []
+        for i in range(0, self.eval_x.shape[0], 1024):
+            logits = model(self.eval_x[i : i + 1024])
+            y = self.eval_y[i : i + 1024]
+            losses.append(F.cross_entropy(logits, y, reduction="none").double())
+            correct.append(logits.argmax(1) == y)
+        loss, hit, n = torch.cat(losses), torch.cat(correct), self.n_test
+        timing["eval"] = timing.get("eval", 0.0) + time.perf_counter() - t0
+        return 100.0 * hit[:n].double().mean().item(), loss[:n].mean().item(), loss[n:].mean().item()
 
     def row(
         self,
         step: int,
-        masked: MaskedModel,
         units: list[int],
         unit_score: float,
         evaluated: tuple[float, float, float] | None,
         retrain_steps: int,
         timing: dict,
     ) -> dict:
-        c = masked.counts()
+        c = self.ws.masked.counts()
         acc, loss, ev_loss = evaluated if evaluated is not None else (math.nan,) * 3
         return {
             "step": step,
@@ -213,167 +274,150 @@ class _Runner:
             **{f"t_{k}": timing.get(k, 0.0) for k in ("stats", "score", "prune", "retrain", "eval")},
         }
 
-    def evaluate(self, masked: MaskedModel, timing: dict) -> tuple[float, float, float]:
-        t0 = time.perf_counter()
-        acc, loss = evaluate(masked.model, *self.setup.test)
-        ev = eval_loss(masked.model, self.setup.eval_batches)
-        timing["eval"] = timing.get("eval", 0.0) + time.perf_counter() - t0
-        return 100.0 * acc, loss, ev
-
     def start(self) -> None:
-        evaluated = self.evaluate(self.root.masked, {})
+        self.load(self.root)
+        evaluated = self.evaluate({})
         for t in self.trajectories:
-            t.result.rows.append(self.row(0, self.root.masked, [], math.nan, evaluated, 0, {}))
-            if self.on_step is not None:
-                self.on_step(t.result)
+            t.result.rows.append(self.row(0, [], math.nan, evaluated, 0, {}))
+            self.notify(t)
 
+    def notify(self, t: _Trajectory) -> None:
+        if self.on_step is not None:
+            self.on_step(t.result)
 
-def _fail(t: _Trajectory, err: Exception) -> None:
-    t.done = True
-    t.result.error = f"{type(err).__name__}: {err}"
-    t.result.stop_reason = "failed"
+    def scores(self, members: list[_Trajectory], timing: dict) -> Tensor:
+        p = self.protocol
+        return unit_scores(
+            self.ws,
+            [t.signal for t in members],
+            self.setup.eval_batches,
+            p.group_reduction,
+            [t.rng for t in members],
+            timing,
+        )
 
-
-def _split_by_choice(choices: dict[int, tuple[int, ...]], members: list[_Trajectory]) -> dict:
-    by: dict[tuple[int, ...], list[_Trajectory]] = {}
-    for i, t in enumerate(members):
-        if i in choices:
-            by.setdefault(choices[i], []).append(t)
-    return by
+    def retrain(self, branch: _Branch, step: int, timing: dict) -> int:
+        """Retrain the live network (loaded with ``branch``) and snapshot its weights."""
+        setup, protocol = self.setup, self.protocol
+        if not protocol.retrains or setup.retrain is None or setup.retrain.steps == 0:
+            return 0
+        t0 = time.perf_counter()
+        seed, (x, y) = setup.seed * 1_000_003 + step, setup.train
+        masked = self.ws.masked
+        if protocol.name == "retrain":
+            used = retrain(masked, x, y, setup.retrain, seed)
+        else:
+            used = characterise(
+                masked, x, y, setup.train_probe or setup.train, self.initial_train_acc, setup.retrain, seed
+            )
+        if used:
+            branch.state = self.ws.snapshot()
+        timing["retrain"] = time.perf_counter() - t0
+        return used
 
 
 def _greedy(runner: _Runner) -> None:
-    setup = runner.setup
     branches, step = [runner.root], 0
     while branches:
         step += 1
         nxt: list[_Branch] = []
         for br in branches:
             live = [t for t in br.members if not t.done]
+            masked = runner.load(br)
             timing: dict = {}
             try:
-                scores = unit_scores(br, [t.signal for t in live], setup, [t.rng for t in live], timing)
+                scores = runner.scores(live, timing)
             except Exception as err:  # a failing signal must not stop the others
                 for t in live:
                     _fail(t, err)
                 continue
-            choices: dict[int, tuple[int, ...]] = {}
+            by_choice: dict[tuple[int, ...], list[int]] = {}
             for i, t in enumerate(live):
                 try:
-                    _check_finite(scores[i], br.masked, t.signal)
+                    _check_finite(scores[i], masked, t.signal)
                 except PrunetaxError as err:
                     _fail(t, err)
                     continue
-                chosen = _choose(scores[i], br.masked, runner.units_per_step)
+                chosen = _choose(scores[i], masked, runner.units_per_step)
                 if not chosen:
                     t.done, t.result.stop_reason = True, "nothing left to prune"
                     continue
-                choices[i] = tuple(chosen)
-            groups = _split_by_choice(choices, live)
-            ordered = sorted(groups.items(), key=lambda kv: -len(kv[1]))
-            for n, (units, members) in enumerate(ordered):
-                child = br if n == len(ordered) - 1 else br.fork(members)
-                child.members = members
-                _advance(runner, child, step, list(units), scores, live, timing)
-                if any(not t.done for t in members):
+                by_choice.setdefault(tuple(chosen), []).append(i)
+            for units, idx in by_choice.items():
+                active = br.active.clone()
+                active[list(units)] = False
+                child = _Branch(active, [live[i] for i in idx], br.state)
+                _advance(runner, child, step, list(units), scores[idx], dict(timing))
+                if any(not t.done for t in child.members):
                     nxt.append(child)
         branches = nxt
 
 
-def _advance(
-    runner: _Runner,
-    br: _Branch,
-    step: int,
-    units: list[int],
-    scores: Tensor,
-    live: list[_Trajectory],
-    shared_timing: dict,
-) -> None:
-    setup, protocol = runner.setup, runner.protocol
-    timing = dict(shared_timing)
+def _advance(runner: _Runner, br: _Branch, step: int, units: list[int], scores: Tensor, timing: dict) -> None:
+    """Prune ``units`` (load the child branch), retrain, evaluate, log, check stops."""
+    protocol = runner.protocol
     t0 = time.perf_counter()
-    br.masked.prune(units)
-    br._slices = None  # noqa: SLF001 - oracle slices are per network state
+    masked = runner.load(br)
     timing["prune"] = time.perf_counter() - t0
-    steps_used = _retrain(runner, br, step, timing)
-    counts = br.masked.counts()
-    sparsity = 100.0 * (1 - counts.weights / runner.initial.weights)
+    steps_used = runner.retrain(br, step, timing)
+    sparsity = 100.0 * (1 - masked.counts().weights / runner.initial.weights)
     reached = protocol.target_sparsity is not None and sparsity >= protocol.target_sparsity
-    exhausted = not _choose(torch.zeros(setup.groups.n_units), br.masked, 1)
+    exhausted = not _choose(torch.zeros(masked.groups.n_units), masked, 1)
     due = step % protocol.test_interval == 0 or reached or exhausted
-    evaluated = runner.evaluate(br.masked, timing) if due else None
-    for t in br.members:
-        i = live.index(t)
-        unit_score = float(scores[i, units].mean())
-        t.result.rows.append(runner.row(step, br.masked, units, unit_score, evaluated, steps_used, timing))
+    evaluated = runner.evaluate(timing) if due else None
+    for k, t in enumerate(br.members):
+        unit_score = float(scores[k, units].mean())
+        t.result.rows.append(runner.row(step, units, unit_score, evaluated, steps_used, timing))
         if evaluated is not None and protocol.stop_acc is not None and evaluated[0] < protocol.stop_acc:
             t.done, t.result.stop_reason = True, f"test accuracy below stop_acc={protocol.stop_acc}"
         elif reached:
             t.done, t.result.stop_reason = True, f"target sparsity {protocol.target_sparsity} reached"
         elif exhausted:
             t.done, t.result.stop_reason = True, "nothing left to prune"
-        if runner.on_step is not None:
-            runner.on_step(t.result)
-
-
-def _retrain(runner: _Runner, br: _Branch, step: int, timing: dict) -> int:
-    setup, protocol = runner.setup, runner.protocol
-    if not protocol.retrains or setup.retrain.steps == 0:
-        return 0
-    t0 = time.perf_counter()
-    seed = setup.seed * 1_000_003 + step
-    x, y = setup.train
-    if protocol.name == "retrain":
-        used = retrain(br.masked, x, y, setup.retrain, seed)
-    else:
-        probe = setup.train_probe or setup.train
-        used = characterise(br.masked, x, y, probe, runner.initial_train_acc, setup.retrain, seed)
-    timing["retrain"] = time.perf_counter() - t0
-    return used
+        runner.notify(t)
 
 
 def _oneshot(runner: _Runner) -> None:
-    setup, protocol = runner.setup, runner.protocol
     live = list(runner.trajectories)
+    masked = runner.load(runner.root)
     timing: dict = {}
-    scores = unit_scores(runner.root, [t.signal for t in live], setup, [t.rng for t in live], timing)
+    scores = runner.scores(live, timing)
     for i, t in enumerate(live):
         try:
-            _check_finite(scores[i], runner.root.masked, t.signal)
+            _check_finite(scores[i], masked, t.signal)
         except PrunetaxError as err:
             _fail(t, err)
             continue
-        branch = runner.root.fork([t])
-        order = _choose(scores[i], branch.masked, setup.groups.n_units)
+        order = _choose(scores[i], runner.load(runner.root), runner.ws.masked.groups.n_units)
         done = 0
-        for step, target in enumerate(sorted(protocol.targets), start=1):
-            cut = _cut_length(branch.masked, order, done, target, runner.initial.weights)
+        for step, target in enumerate(sorted(runner.protocol.targets), start=1):
+            cut = _cut_length(runner.ws.masked, order, done, target, runner.initial.weights)
             t_step = {"score": timing.get("score", 0.0), "stats": timing.get("stats", 0.0)}
             t0 = time.perf_counter()
-            branch.masked.prune(order[done:cut])
+            active = runner.root.active.clone()
+            active[order[:cut]] = False
+            runner.load(_Branch(active, [t]))
             t_step["prune"] = time.perf_counter() - t0
-            evaluated = runner.evaluate(branch.masked, t_step)
+            evaluated = runner.evaluate(t_step)
             unit_score = float(scores[i, order[done:cut]].mean()) if cut > done else math.nan
-            t.result.rows.append(
-                runner.row(step, branch.masked, order[done:cut], unit_score, evaluated, 0, t_step)
-            )
+            t.result.rows.append(runner.row(step, order[done:cut], unit_score, evaluated, 0, t_step))
             done = cut
         t.done, t.result.stop_reason = True, "all targets evaluated"
-        if runner.on_step is not None:
-            runner.on_step(t.result)
+        runner.notify(t)
 
 
 def _cut_length(masked: MaskedModel, order: list[int], done: int, target: float, initial: int) -> int:
     """Smallest prefix of ``order`` (>= done) whose removal reaches ``target`` sparsity."""
+    base = masked.active.clone()
 
     def sparsity(p: int) -> float:
-        trial = masked.active.clone()
+        trial = base.clone()
         trial[order[:p]] = False
-        saved, masked.active = masked.active, trial
+        masked.active = trial
         try:
             return 100.0 * (1 - masked.counts().weights / initial)
         finally:
-            masked.active = saved
+            masked.active = base
 
     lo, hi = done, len(order)
     if sparsity(hi) < target:
@@ -392,16 +436,16 @@ def run_protocol(
 ) -> list[TrajectoryResult]:
     """Run ``setup.protocol`` for every signal; one result per signal, in order.
 
-    The base model is copied, never modified.
+    The base model is left as it was (its weights are restored at the end).
     """
-    setup = copy.copy(setup)
-    setup.model = copy.deepcopy(setup.model).eval()
     runner = _Runner(setup, signals, on_step)
-    if setup.protocol.name == "characterise":
-        runner.initial_train_acc = 100.0 * evaluate(setup.model, *(setup.train_probe or setup.train))[0]
-    runner.start()
-    if setup.protocol.name == "oneshot":
-        _oneshot(runner)
-    else:
-        _greedy(runner)
+    try:
+        runner.start()
+        if setup.protocol.name == "oneshot":
+            _oneshot(runner)
+        else:
+            _greedy(runner)
+    finally:
+        runner.ws.load(torch.ones_like(runner.root.active), None, None)
+        runner.ws.masked.active = torch.ones_like(runner.root.active)
     return [t.result for t in runner.trajectories]
