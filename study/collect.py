@@ -178,4 +178,5 @@ def _flat(t: Tensor | None) -> Tensor | None:
 
 
 def _cat(items: list[Tensor | None]) -> Tensor:
-    return torch.cat([t for t in items if t is not None], dim=0)
+    parts = [t for t in items if t is not None]
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)

@@ -83,13 +83,13 @@ class MaskedModel:
         self.apply()
 
     def apply(self) -> None:
-        """Zero every pruned slice (also after an optimiser step)."""
+        """Zero every pruned slice (also after each optimiser step: masks are built once per state)."""
+        self._masks = self._memo("param_masks", lambda: {
+            name: self.mask_of(owners, self._parameters[name].device) for name, owners in self._params.items()
+        })
         with torch.no_grad():
-            for name, owners in self._params.items():
-                param = self._parameters[name]
-                mask = self.mask_of(owners, param.device)
-                self._masks[name] = mask
-                param.mul_(mask)
+            for name, mask in self._masks.items():
+                self._parameters[name].mul_(mask)
 
     def freeze(self) -> None:
         """Zero the gradients of pruned slices (call once before retraining)."""

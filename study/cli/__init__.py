@@ -11,11 +11,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from study.cli import run, signals, sweep, train
+from study.cli import demo, report, run, signals, store, sweep, train
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (signals, train, run, sweep)
+_COMMANDS = (demo, signals, train, run, sweep, store, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,16 +1,16 @@
-"""Atomic writes and schema-enforcing reads of the results store."""
+"""Atomic writes, and the :class:`Store` handle the trial runner and sweeps use."""
 
 from __future__ import annotations
 
-import os
-import uuid
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from study.store.layout import current_generation, generation_sources, is_loose_name, write_file_atomic
+from study.store.read import Filters, load
 from study.store.schema import schema_of
 
 __all__ = ["Store", "write_table", "load"]
@@ -26,19 +26,14 @@ def _to_table(rows: list[dict] | pd.DataFrame, schema: pa.Schema) -> pa.Table:
 
 
 def write_table(path: Path, rows: list[dict] | pd.DataFrame, table: str) -> Path:
-    """Write ``rows`` to ``path`` atomically, cast to ``table``'s schema."""
+    """Write ``rows`` to ``path`` atomically, cast to ``table``'s schema.
+
+    The data goes to a dot-prefixed temp file in the same folder, is fsynced, then
+    ``os.replace``\\ d over ``path`` and the folder is fsynced: readers see the old file
+    or the new one, never a partial one, and a crash leaves no half-written ``.parquet``.
+    """
     data = _to_table(rows, schema_of(table))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{uuid.uuid4().hex}.tmp")
-    try:
-        with open(tmp, "wb") as fh:
-            pq.write_table(data, fh, compression="zstd")
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_file_atomic(Path(path), lambda fh: pq.write_table(data, fh, compression="zstd"))
 
 
 class Store:
@@ -48,6 +43,7 @@ class Store:
         self.root = Path(root).absolute()
 
     def path(self, table: str, key: str) -> Path:
+        """The loose file of ``key`` in ``table``."""
         return self.root / table / f"{key}.parquet"
 
     def write(self, table: str, key: str, rows: list[dict] | pd.DataFrame) -> Path:
@@ -61,39 +57,26 @@ class Store:
         return self.write("trials", key, [trial])
 
     def keys(self, table: str = "trials") -> set[str]:
-        """Keys (file stems) present in ``table``."""
+        """Keys written to ``table``: loose file stems and those folded into its compacted data."""
         folder = self.root / table
         if not folder.is_dir():
             return set()
-        return {p.stem for p in folder.glob("*.parquet") if not p.name.startswith((".", "_"))}
+        loose = {p.stem for p in folder.iterdir() if is_loose_name(p.name)}
+        return loose | generation_sources(current_generation(folder))
+
+    def has(self, table: str, key: str) -> bool:
+        """Whether ``key`` was written to ``table`` (as a loose file or before a compaction)."""
+        return self.path(table, key).exists() or key in generation_sources(
+            current_generation(self.root / table)
+        )
 
     def done(self, status: Iterable[str] = ("ok",)) -> set[str]:
-        """run_keys whose trial is stored with one of ``status``."""
-        if not self.keys("trials"):
-            return set()
+        """run_keys whose newest trial row has one of ``status`` (reads three columns)."""
         trials = self.load("trials", columns=["run_key", "status"])
         return set(trials.loc[trials["status"].isin(list(status)), "run_key"])
 
-    def load(self, table: str, columns: list[str] | None = None) -> pd.DataFrame:
-        return load(self.root, table, columns)
-
-
-def load(root: str | Path, table: str, columns: list[str] | None = None) -> pd.DataFrame:
-    """All rows of ``table`` under ``root`` with the explicit schema (empty frame if none)."""
-    schema = schema_of(table)
-    folder = Path(root) / table
-    files = (
-        sorted(p for p in folder.glob("*.parquet") if not p.name.startswith((".", "_")))
-        if folder.is_dir()
-        else []
-    )
-    if not files:
-        return (
-            schema.empty_table().to_pandas()
-            if columns is None
-            else schema.empty_table().select(columns).to_pandas()
-        )
-    import pyarrow.dataset as ds
-
-    dataset = ds.dataset([str(f) for f in files], format="parquet", schema=schema)
-    return dataset.to_table(columns=columns).to_pandas()
+    def load(
+        self, table: str, columns: Sequence[str] | None = None, filters: Filters | None = None
+    ) -> pd.DataFrame:
+        """:func:`study.store.load` of this store."""
+        return load(self.root, table, columns, filters)

@@ -75,7 +75,11 @@ RANK_QUALITY = _schema("rank_quality", [
 # fmt: on
 
 TABLES: dict[str, pa.Schema] = {
-    "trials": TRIALS, "steps": STEPS, "scores": SCORES, "oracle": ORACLE, "rank_quality": RANK_QUALITY,
+    "trials": TRIALS,
+    "steps": STEPS,
+    "scores": SCORES,
+    "oracle": ORACLE,
+    "rank_quality": RANK_QUALITY,
 }
 
 

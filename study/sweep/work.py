@@ -49,7 +49,7 @@ def run_unit(unit: dict, ctx: dict) -> dict:
         failed = store.done(("failed",))
         specs = [s for s in specs if s.run_key in failed]
     else:
-        specs = [s for s in specs if not store.path("trials", s.run_key).exists()]
+        specs = [s for s in specs if not store.has("trials", s.run_key)]
     counts = {"ok": 0, "failed": 0, "jobs": 0}
 
     def write(record) -> None:  # noqa: ANN001
@@ -71,7 +71,7 @@ def _run_rank(job: dict, ctx: dict, store: Store) -> dict:
     from study.rankings import RankJob, run_rank_job
 
     rank = RankJob(**{**job, "signals": tuple(job["signals"])})
-    if store.path("oracle", rank.run_key).exists():
+    if store.has("oracle", rank.run_key):
         return {"ok": 0, "failed": 0, "jobs": 0}
     scores, oracle = run_rank_job(
         rank,
@@ -111,7 +111,7 @@ def record_failures(unit: dict, ctx: dict, error: str) -> int:
     store, n = Store(ctx["store"]), 0
     for data in unit["trials"]:
         spec = TrialSpec.from_dict(data)
-        if not store.path("trials", spec.run_key).exists():
+        if not store.has("trials", spec.run_key):
             store.write_trial(failed_record(spec, error, device=ctx["device"]).trial, [])
             n += 1
     return n

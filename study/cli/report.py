@@ -1,0 +1,41 @@
+"""``prunetax report``: figures, summary.md and an offline index.html from a results store."""
+
+from __future__ import annotations
+
+import argparse
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "report",
+        help="write the report of a results store (figures, summary.md, index.html)",
+        description="Read a results store once and write its report: accuracy-sparsity curves, "
+        "reduction x scaling heatmaps, the critical-difference diagram, component effects, oracle "
+        "rank quality and rank similarity (PNG + SVG), the tables in summary.md, and an index.html "
+        "that opens offline. Prints the overall top table and the report's path.",
+    )
+    p.add_argument("store", metavar="STORE", help="the results store (folder holding trials/, steps/, ...)")
+    p.add_argument("--out", required=True, metavar="DIR", help="report folder (created; files overwritten)")
+    p.add_argument(
+        "--metric",
+        default="sparsity_at_5",
+        help="headline metric: sparsity_at_{1,2,5,10}, macs_sparsity_at_{d}, auc, retrain_steps_at_{d} "
+        "(default sparsity_at_5: weight sparsity at a 5-point accuracy drop)",
+    )
+    p.add_argument("--top", type=int, default=10, help="rows of the top tables (default 10)")
+    p.set_defaults(func=_report)
+
+
+def _report(args: argparse.Namespace) -> int:
+    from analysis.report import build_report
+
+    result = build_report(args.store, args.out, metric=args.metric, top=args.top)
+    table = result.top
+    cols = ["rank", "signal", "alias", "mean_rank", "n_wins", "geomean", "mean", "std", "ci_low", "ci_high"]
+    cols += ["dist", "n_seeds"]
+    print(f"Top {len(table)} signals overall by mean rank over tasks ({args.metric}):")
+    print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    for note in result.notes:
+        print(f"note: {note}")
+    print(f"report: {result.index_html} ({len(result.figures)} figures, summary: {result.summary_md})")
+    return 0
