@@ -84,9 +84,13 @@ class MaskedModel:
 
     def apply(self) -> None:
         """Zero every pruned slice (also after each optimiser step: masks are built once per state)."""
-        self._masks = self._memo("param_masks", lambda: {
-            name: self.mask_of(owners, self._parameters[name].device) for name, owners in self._params.items()
-        })
+        self._masks = self._memo(
+            "param_masks",
+            lambda: {
+                name: self.mask_of(owners, self._parameters[name].device)
+                for name, owners in self._params.items()
+            },
+        )
         with torch.no_grad():
             for name, mask in self._masks.items():
                 self._parameters[name].mul_(mask)

@@ -51,16 +51,25 @@ signals = {rank_signals}
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
-        "demo", help="run the whole taxonomy study on the embedded digits data and write the report",
+        "demo",
+        help="run the whole taxonomy study on the embedded digits data and write the report",
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     p.add_argument("--out", default="results/demo", help="study folder (default results/demo)")
     p.add_argument("--cache-dir", default="results/models", help="base-model cache (default results/models)")
     p.add_argument("--seeds", type=int, default=3, help="repeats per network (default 3)")
-    p.add_argument("--channels-per-step", type=float, default=0.05,
-                   help="fraction of units pruned per step (default 0.05)")
-    p.add_argument("--signals", nargs="+", default=["distinct", "random", "oracle"],
-                   help="signal selectors for the sensitivity run (default: distinct random oracle)")
+    p.add_argument(
+        "--channels-per-step",
+        type=float,
+        default=0.05,
+        help="fraction of units pruned per step (default 0.05)",
+    )
+    p.add_argument(
+        "--signals",
+        nargs="+",
+        default=["distinct", "random", "oracle"],
+        help="signal selectors for the sensitivity run (default: distinct random oracle)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all cores)")
     p.add_argument("--address", help="join a Ray cluster instead of starting a local one")
@@ -69,14 +78,21 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 def spec_text(args: argparse.Namespace) -> str:
     """The demo's sweep spec as TOML."""
+
     def toml_list(items: list[str]) -> str:
         return "[" + ", ".join(f'"{s}"' for s in items) + "]"
 
     rank = [s for s in args.signals if s != "oracle"] or ["random"]
-    return SPEC.format(out=Path(args.out).as_posix(), cache=Path(args.cache_dir).as_posix(),
-                       seeds=list(range(args.seeds)), signals=toml_list(args.signals), device=args.device,
-                       gpus=0.5 if args.device.startswith("cuda") else 0, cps=args.channels_per_step,
-                       rank_signals=toml_list(rank))
+    return SPEC.format(
+        out=Path(args.out).as_posix(),
+        cache=Path(args.cache_dir).as_posix(),
+        seeds=list(range(args.seeds)),
+        signals=toml_list(args.signals),
+        device=args.device,
+        gpus=0.5 if args.device.startswith("cuda") else 0,
+        cps=args.channels_per_step,
+        rank_signals=toml_list(rank),
+    )
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -98,8 +114,10 @@ def _demo(args: argparse.Namespace) -> int:
 
         result = run_plan(plan, address=args.address, num_cpus=args.num_cpus)
         failed = result.failed
-        print(f"sweep: {result.ok} trials ok, {result.failed} failed, {result.jobs} rank jobs "
-              f"in {result.wall_s:.0f} s")
+        print(
+            f"sweep: {result.ok} trials ok, {result.failed} failed, {result.jobs} rank jobs "
+            f"in {result.wall_s:.0f} s"
+        )
     from analysis.report import build_report
 
     report = build_report(plan.spec.store, out / "report")

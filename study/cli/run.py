@@ -34,9 +34,13 @@ def _context_args(p: argparse.ArgumentParser) -> None:
     g.add_argument("--cache-dir", default="results/models", help="base-model cache (default results/models)")
     g.add_argument("--data-root", help="dataset folder (default $PRUNETAX_DATA or ~/.cache/prunetax/data)")
     g.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
-    g.add_argument("--threads", type=int, default=1,
-                   help="torch CPU threads (default 1: small networks run fastest single-threaded, "
-                   "and parallel trials must not oversubscribe the cores)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="torch CPU threads (default 1: small networks run fastest single-threaded, "
+        "and parallel trials must not oversubscribe the cores)",
+    )
     g.add_argument("--download", action="store_true", help="download missing datasets (online machines only)")
 
 
