@@ -217,8 +217,17 @@ def wilcoxon_holm(
     return out
 
 
-def nemenyi(wide: pd.DataFrame) -> pd.DataFrame:
+def nemenyi(wide: pd.DataFrame, treatments: Sequence[str] | None = None) -> pd.DataFrame:
     """Nemenyi post-hoc p-values after Friedman (``scikit_posthocs.posthoc_nemenyi_friedman``).
+
+    Parameters
+    ----------
+    wide
+        Blocks x treatments (:func:`block_matrix`).
+    treatments
+        Return the p-values among these columns only, still ranked within the full table
+        (k = every column), as a CD diagram of the best few needs: the full k x k matrix
+        costs seconds per hundred treatments. Default: every column.
 
     Returns
     -------
@@ -226,11 +235,31 @@ def nemenyi(wide: pd.DataFrame) -> pd.DataFrame:
         Square, treatments x treatments, symmetric, 1 on the diagonal. For the CD
         diagram; base claims on :func:`wilcoxon_holm`.
     """
+    if treatments is not None:
+        return _nemenyi_among(wide, list(treatments))
     import scikit_posthocs as sp
 
     p = sp.posthoc_nemenyi_friedman(wide.to_numpy(dtype=float))
     p.index = p.columns = pd.Index(wide.columns, name=wide.columns.name)
     return p
+
+
+def _nemenyi_among(wide: pd.DataFrame, shown: list[str]) -> pd.DataFrame:
+    """scikit-posthocs' formula for the ``shown`` pairs only: q = |R_i - R_j| / sqrt(k(k+1)/(6N))
+    over the mean ranks R of all k columns, p = studentized-range survival of q·sqrt(2)."""
+    missing = [t for t in shown if t not in wide.columns]
+    if missing:
+        raise PrunetaxError(f"`treatments` must be columns of `wide`; {missing} are not.")
+    n, k = wide.shape
+    ranks = ss.rankdata(wide.to_numpy(dtype=float), axis=1, method="average").mean(axis=0)
+    r = ranks[wide.columns.get_indexer(shown)]
+    q = np.abs(r[:, None] - r[None, :]) / np.sqrt(k * (k + 1.0) / (6.0 * n))
+    upper = np.triu_indices(len(shown), 1)
+    p = np.ones((len(shown), len(shown)))
+    p[upper] = ss.studentized_range.sf(q[upper] * np.sqrt(2.0), k, np.inf)
+    p.T[upper] = p[upper]
+    index = pd.Index(shown, name=wide.columns.name)
+    return pd.DataFrame(p, index=index, columns=index)
 
 
 def critical_difference(n_treatments: int, n_blocks: int, alpha: float = 0.05) -> float:

@@ -19,23 +19,22 @@ from study.masks import MaskedModel
 __all__ = ["unit_slices", "eval_loss", "oracle_scores"]
 
 
-def unit_slices(masked: MaskedModel) -> list[list[tuple[nn.Parameter, Tensor]]]:
-    """For each unit, the flat indices it owns in each parameter."""
+def unit_slices(masked: MaskedModel) -> list[list[tuple[nn.Parameter, tuple[Tensor, ...]]]]:
+    """For each unit, the index tuples of the slices it owns in each parameter.
+
+    Index tuples (not flat indices) so that any memory layout works (channels-last too).
+    """
     n = masked.groups.n_units
-    out: list[list[tuple[nn.Parameter, Tensor]]] = [[] for _ in range(n)]
+    out: list[list[tuple[nn.Parameter, tuple[Tensor, ...]]]] = [[] for _ in range(n)]
     params = dict(masked.model.named_parameters())
     for owners in masked.groups.params:
         param = params[owners.qualname]
-        full = torch.stack([o.expand_as(param).reshape(-1) for o in owners.owners])  # [dims, numel]
+        full = torch.stack([o.expand(param.shape).reshape(-1) for o in owners.owners])  # [dims, numel]
         flat = torch.arange(param.numel()).expand_as(full)
         keep = full >= 0
-        unit, index = full[keep], flat[keep]
-        order = torch.argsort(unit * param.numel() + index)
-        unit, index = unit[order], index[order]
-        pairs = torch.unique(torch.stack([unit, index]), dim=1)
-        unit, index = pairs[0], pairs[1]
-        for u, idx in zip(*_split_by(unit, index), strict=True):
-            out[u].append((param, idx))
+        pairs = torch.unique(torch.stack([full[keep], flat[keep]]), dim=1)  # sorted by unit, then index
+        for u, idx in zip(*_split_by(pairs[0], pairs[1]), strict=True):
+            out[u].append((param, torch.unravel_index(idx, param.shape)))
     return out
 
 
@@ -71,15 +70,14 @@ def oracle_scores(
             saved = []
             with torch.no_grad():
                 for param, idx in slices[u]:
-                    flat = param.view(-1)
-                    saved.append(flat[idx].clone())
-                    flat[idx] = 0
+                    saved.append(param[idx].clone())
+                    param[idx] = 0
             try:
                 out[u] = eval_loss(model, batches) - base
             finally:
                 with torch.no_grad():
                     for (param, idx), values in zip(slices[u], saved, strict=True):
-                        param.view(-1)[idx] = values
+                        param[idx] = values
     finally:
         model.train(was_training)
     return out

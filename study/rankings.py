@@ -91,7 +91,9 @@ def run_rank_job(
     signals.append(SignalSpec(reference=Reference.ORACLE))
     rngs = [torch.Generator().manual_seed(job.seed) for _ in signals]
     ws = Workspace(base.model, groups, job.tap)
-    scores = unit_scores(ws, signals, batches, job.group_reduction, rngs)
+    scores, errors = unit_scores(ws, signals, batches, job.group_reduction, rngs)
+    if errors:
+        raise next(iter(errors.values()))
     roots = [groups.group_roots[int(g)] for g in groups.unit_group]
     within = torch.cat([torch.arange(n) for n in groups.group_sizes]).tolist()
     names = groups.unit_names()

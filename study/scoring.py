@@ -72,7 +72,9 @@ def channel_scores(
     references = [s for s in signals if s.is_reference]
     if references:
         rngs = [torch.Generator().manual_seed(seed) for _ in references]
-        units = unit_scores(ws, references, batches, rngs=rngs)
+        units, errors = unit_scores(ws, references, batches, rngs=rngs)
+        if errors:
+            raise next(iter(errors.values()))
         for s, values in zip(references, units, strict=True):
             rows += _rows(common, s.id, layer_names, members, values[groups.members].tolist())
     inputs = {

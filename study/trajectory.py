@@ -147,32 +147,41 @@ def unit_scores(
     group_reduction: str = "sum",
     rngs: Sequence[torch.Generator] | None = None,
     timing: dict | None = None,
-) -> Tensor:
-    """``[S, U]`` scores of ``signals`` for the live network (lower = prune first)."""
+) -> tuple[Tensor, dict[int, Exception]]:
+    """``[S, U]`` scores of ``signals`` for the live network (lower = prune first), and the
+    errors of the signals that could not be scored (their rows are NaN): taxonomy signals
+    share one statistics pass and fail together; each reference fails alone."""
     timing = {} if timing is None else timing
     masked = ws.masked
-    taxonomy = [s for s in signals if not s.is_reference]
-    out = torch.empty(len(signals), masked.groups.n_units, dtype=torch.float64)
+    out = torch.full((len(signals), masked.groups.n_units), math.nan, dtype=torch.float64)
+    errors: dict[int, Exception] = {}
+    taxonomy = [k for k, s in enumerate(signals) if not s.is_reference]
     if taxonomy:
         t0 = time.perf_counter()
-        stats = ws.collector.collect(batches, Needs.of(taxonomy))
-        t1 = time.perf_counter()
-        ch = score(taxonomy, stats).double()
-        out[[k for k, s in enumerate(signals) if not s.is_reference]] = _reduce_to_units(
-            ch.cpu(), masked.groups, group_reduction
-        )
-        timing["stats"] = timing.get("stats", 0.0) + t1 - t0
-        timing["score"] = timing.get("score", 0.0) + time.perf_counter() - t1
+        try:
+            specs = [signals[k] for k in taxonomy]
+            stats = ws.collector.collect(batches, Needs.of(specs))
+            t1 = time.perf_counter()
+            out[taxonomy] = _reduce_to_units(
+                score(specs, stats).double().cpu(), masked.groups, group_reduction
+            )
+            timing["stats"] = timing.get("stats", 0.0) + t1 - t0
+            timing["score"] = timing.get("score", 0.0) + time.perf_counter() - t1
+        except Exception as err:  # recorded per signal by the caller
+            errors.update(dict.fromkeys(taxonomy, err))
     for k, s in enumerate(signals):
-        if s.reference is Reference.RANDOM:
-            if rngs is None:
-                raise PrunetaxError("the random signal needs a seeded generator.")
-            out[k] = torch.rand(masked.groups.n_units, generator=rngs[k], dtype=torch.float64)
-        elif s.reference is Reference.ORACLE:
-            t0 = time.perf_counter()
-            out[k] = oracle_scores(masked, batches, ws.slices)
-            timing["score"] = timing.get("score", 0.0) + time.perf_counter() - t0
-    return out
+        t0 = time.perf_counter()
+        try:
+            if s.reference is Reference.RANDOM:
+                if rngs is None:
+                    raise PrunetaxError("the random signal needs a seeded generator.")
+                out[k] = torch.rand(masked.groups.n_units, generator=rngs[k], dtype=torch.float64)
+            elif s.reference is Reference.ORACLE:
+                out[k] = oracle_scores(masked, batches, ws.slices)
+        except Exception as err:  # recorded per signal by the caller
+            errors[k] = err
+        timing["score"] = timing.get("score", 0.0) + time.perf_counter() - t0
+    return out, errors
 
 
 def _choose(scores: Tensor, masked: MaskedModel, k: int) -> list[int]:
@@ -285,7 +294,7 @@ class _Runner:
         if self.on_step is not None:
             self.on_step(t.result)
 
-    def scores(self, members: list[_Trajectory], timing: dict) -> Tensor:
+    def scores(self, members: list[_Trajectory], timing: dict) -> tuple[Tensor, dict[int, Exception]]:
         p = self.protocol
         return unit_scores(
             self.ws,
@@ -325,17 +334,14 @@ def _greedy(runner: _Runner) -> None:
             live = [t for t in br.members if not t.done]
             masked = runner.load(br)
             timing: dict = {}
-            try:
-                scores = runner.scores(live, timing)
-            except Exception as err:  # a failing signal must not stop the others
-                for t in live:
-                    _fail(t, err)
-                continue
+            scores, errors = runner.scores(live, timing)
             by_choice: dict[tuple[int, ...], list[int]] = {}
             for i, t in enumerate(live):
                 try:
+                    if i in errors:
+                        raise errors[i]
                     _check_finite(scores[i], masked, t.signal)
-                except PrunetaxError as err:
+                except Exception as err:  # a failing signal must not stop the others
                     _fail(t, err)
                     continue
                 chosen = _choose(scores[i], masked, runner.units_per_step)
@@ -381,11 +387,13 @@ def _oneshot(runner: _Runner) -> None:
     live = list(runner.trajectories)
     masked = runner.load(runner.root)
     timing: dict = {}
-    scores = runner.scores(live, timing)
+    scores, errors = runner.scores(live, timing)
     for i, t in enumerate(live):
         try:
+            if i in errors:
+                raise errors[i]
             _check_finite(scores[i], masked, t.signal)
-        except PrunetaxError as err:
+        except Exception as err:  # a failing signal must not stop the others
             _fail(t, err)
             continue
         order = _choose(scores[i], runner.load(runner.root), runner.ws.masked.groups.n_units)

@@ -133,6 +133,20 @@ def test_nemenyi_matches_scikit_posthocs():
     np.testing.assert_allclose(p.to_numpy(), p.to_numpy().T)
 
 
+def test_nemenyi_among_treatments_equals_the_full_matrix():
+    # the CD diagram's shortcut: only the drawn pairs, ranked within the full table
+    rng = np.random.default_rng(0)
+    wide = pd.DataFrame(rng.normal(size=(6, 12)), columns=[f"s{i}" for i in range(12)])
+    for hib in (True, False):
+        shown = list(friedman(wide, higher_is_better=hib)["mean_ranks"].index[:5])
+        among = nemenyi(wide, treatments=shown)
+        assert list(among.index) == list(among.columns) == shown
+        full = nemenyi(wide).loc[shown, shown]
+        np.testing.assert_allclose(among.to_numpy(), full.to_numpy(), atol=1e-12)
+    with pytest.raises(PrunetaxError):
+        nemenyi(wide, treatments=["s0", "zz"])
+
+
 @pytest.mark.parametrize(
     "k, q", [(2, 1.960), (3, 2.343), (4, 2.569), (5, 2.728), (6, 2.850), (8, 3.031), (10, 3.164)]
 )

@@ -10,7 +10,6 @@ import sys
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from analysis.frames import load_steps, load_trials
@@ -169,18 +168,6 @@ def test_short_labels_use_aliases_and_abbreviate():
     assert short_label("activation-taylor2_gn-abs_sum-l1") == "act·taylor2_gn·abs_sum·l1"
     assert short_label("weight-value-sum-l0_active") == "wt·value·sum·l0a"
     assert short_label("random") == "random" and short_label("weird") == "weird"
-
-
-def test_nemenyi_among_shown_signals_equals_the_full_matrix():
-    from analysis import stats
-    from analysis.report import _nemenyi_among
-
-    rng = np.random.default_rng(0)
-    wide = pd.DataFrame(rng.normal(size=(6, 12)), columns=[f"s{i}" for i in range(12)])
-    ranks = stats.friedman(wide)["mean_ranks"]
-    shown = list(ranks.index[:5])
-    full = stats.nemenyi(wide).loc[shown, shown]
-    np.testing.assert_allclose(_nemenyi_among(ranks, 6, shown).to_numpy(), full.to_numpy(), atol=1e-12)
 
 
 def test_report_and_plots_never_import_torch():

@@ -137,3 +137,26 @@ def test_a_nan_signal_fails_alone():
     results = run_protocol(setup, [parse("l1_filter"), parse("random")])
     assert results[0].error is not None and "NaN" in results[0].error
     assert results[1].error is None
+
+
+def test_a_failing_reference_fails_alone(monkeypatch):
+    import study.trajectory as trajectory
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("oracle exploded")
+
+    monkeypatch.setattr(trajectory, "oracle_scores", broken)
+    results = run_protocol(_setup(Protocol(channels_per_step=3)), [parse("oracle"), parse("l1_filter")])
+    assert "oracle exploded" in results[0].error
+    assert results[1].error is None and results[1].stop_reason == "nothing left to prune"
+
+
+def test_channels_last_networks_prune_like_nchw_ones():
+    nchw = _setup(Protocol(channels_per_step=3))
+    cl = _setup(Protocol(channels_per_step=3))
+    cl.model.to(memory_format=torch.channels_last)
+    cl.eval_batches = [(x.contiguous(memory_format=torch.channels_last), y) for x, y in cl.eval_batches]
+    signals = [parse("oracle"), parse("best_gradient"), parse("obd")]
+    for a, b in zip(run_protocol(nchw, signals), run_protocol(cl, signals), strict=True):
+        assert b.error is None
+        assert [r["pruned"] for r in a.rows] == [r["pruned"] for r in b.rows]

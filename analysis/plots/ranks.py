@@ -53,7 +53,7 @@ def cd_diagram(
     np.fill_diagonal(matrix, 1.0)
     sig = pd.DataFrame(matrix, index=names, columns=names)
     hue = pd.Series({labels[s]: family_of(s) for s in shown.index})
-    palette = {f: family_colour(f) for f in set(hue)}
+    palette = {f: family_colour(f) for f in sorted(set(hue))}
     rows = (len(shown) + 1) // 2
     with style():
         fig = new_figure(11.0, 1.9 + 0.36 * rows)

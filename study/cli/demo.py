@@ -61,8 +61,8 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--channels-per-step",
         type=float,
-        default=0.05,
-        help="fraction of units pruned per step (default 0.05)",
+        default=0.1,
+        help="fraction of units pruned per step (default 0.1)",
     )
     p.add_argument(
         "--signals",

@@ -27,8 +27,10 @@ class Split(NamedTuple):
     x: Tensor
     y: Tensor
 
-    def to(self, device: str | torch.device) -> Split:
-        return Split(self.x.to(device), self.y.to(device))
+    def to(
+        self, device: str | torch.device, memory_format: torch.memory_format = torch.preserve_format
+    ) -> Split:
+        return Split(self.x.to(device, memory_format=memory_format), self.y.to(device))
 
 
 @dataclass(frozen=True)
@@ -59,9 +61,11 @@ class Splits:
             h.update(self.indices[key].numpy().astype("<i8").tobytes())
         return h.hexdigest()[:16]
 
-    def to(self, device: str | torch.device) -> Splits:
-        """The same splits with tensors on ``device`` (indices stay on the CPU)."""
-        moved = {k: getattr(self, k).to(device) for k in ("train", "eval", "test")}
+    def to(
+        self, device: str | torch.device, memory_format: torch.memory_format = torch.preserve_format
+    ) -> Splits:
+        """The same splits with tensors on ``device`` (indices stay on the CPU), in ``memory_format``."""
+        moved = {k: getattr(self, k).to(device, memory_format) for k in ("train", "eval", "test")}
         return Splits(**{**self.__dict__, **moved})
 
 

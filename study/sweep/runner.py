@@ -163,20 +163,21 @@ def _callback(progress: _Progress):  # noqa: ANN202
     return Report()
 
 
-def _record_dead_units(results, plan: Plan, progress: _Progress) -> None:  # noqa: ANN001
-    """Units whose worker died: every trial of theirs not stored becomes a failed record."""
+def _record_dead_units(results, plan: Plan, progress: _Progress, printer: Printer) -> None:  # noqa: ANN001
+    """Units that raised or whose worker died: every trial of theirs not stored becomes a
+    failed record; a failed rank-quality job is reported (it reruns with the next sweep)."""
     from study.sweep.work import record_failures
 
     for result in results:
         if result.error is None:
             continue
         unit = result.config["unit"]
-        n = record_failures(
-            unit,
-            _context(plan, False),
-            f"work unit died: {type(result.error).__name__}: {str(result.error).splitlines()[0][:300]}",
-        )
-        progress.add({"failed": n})
+        error = f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:300]}"
+        if unit["kind"] == "rank":
+            job = unit["job"]
+            printer(f"rank-quality job {job['model']}/{job['dataset']}/s{job['base_seed']} failed: {error}")
+            continue
+        progress.add({"failed": record_failures(unit, _context(plan, False), f"work unit died: {error}")})
 
 
 def run_plan(
@@ -231,7 +232,7 @@ def run_plan(
             # the store is the record: Tune's per-trial logs are off, so its result grid has no metrics
             logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
             results = tuner.fit()
-            _record_dead_units(results, plan, progress)
+            _record_dead_units(results, plan, progress, printer)
             shutil.rmtree(tune_dir, ignore_errors=True)
     return SweepResult(
         progress.ok,

@@ -1,0 +1,227 @@
+"""The report's numbers, computed once from the store through the public analysis API.
+
+Every function returns plain frames or dicts and appends to ``notes`` what it had to
+skip and why, so that a thin store degrades to a note in the documents instead of an
+error.
+"""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import effects, frames, metrics, rank_quality, stats
+from study.store import Store
+from taxonomy.errors import PrunetaxError
+
+__all__ = [
+    "REFERENCES",
+    "CURVE_TOP",
+    "CD_TOP",
+    "is_ref",
+    "store_root",
+    "load",
+    "top_table",
+    "compare_over_tasks",
+    "component_effects",
+    "oracle_quality",
+    "bands",
+    "curve_signals",
+    "components",
+]
+
+REFERENCES = ("random", "oracle")
+CURVE_TOP = 5  # best signals overall drawn in the curve plots (plus aliases and references)
+CD_TOP = 15  # signals in the critical-difference diagram
+
+
+def is_ref(signals: pd.Series) -> pd.Series:
+    """Which rows are the ``random``/``oracle`` references (ranked for scale, never highlighted)."""
+    return signals.isin(REFERENCES)
+
+
+# ----------------------------------------------------------------------------- loading
+
+
+def store_root(store: str | Path | Store) -> Path:
+    """The store folder; a missing one fails here with the command that creates it."""
+    root = store.root if isinstance(store, Store) else Path(store)
+    if not root.is_dir():
+        raise PrunetaxError(
+            f"store `{root}` does not exist; pass the folder that holds trials/ and steps/ "
+            "(e.g. results/store), or run `prunetax run` first."
+        )
+    return root
+
+
+def load(root: Path) -> dict[str, object]:
+    """Every table once: trials (all statuses), steps (the curve columns), rank tables."""
+    everything = frames.load_trials(root, status=None)
+    if everything.empty:
+        raise PrunetaxError(
+            f"store `{root}` holds no trials (its trials/ table is empty or missing); "
+            "run `prunetax run` or `prunetax sweep` into it first."
+        )
+    trials = everything[everything["status"] == "ok"].reset_index(drop=True)
+    if trials.empty:
+        raise PrunetaxError(
+            f"store `{root}` holds {len(everything)} trials but none with status 'ok'; "
+            "see their `error` column (prunetax run prints it) and rerun them."
+        )
+    steps = frames.load_steps(root, columns=["sparsity", "macs_sparsity", "test_acc", "retrain_steps"])
+    scores, oracle = frames.load_rank_tables(root)
+    failed = len(everything) - len(trials)
+    return {"trials": trials, "failed": failed, "steps": steps, "scores": scores, "oracle": oracle}
+
+
+# ----------------------------------------------------------------------------- rankings
+
+
+def top_table(ranking: pd.DataFrame, pooled: pd.DataFrame, top: int) -> pd.DataFrame:
+    """The overall ranking joined with the numbers pooled over every task and seed."""
+    keep = ["signal", "geomean", "mean", "std", "ci_low", "ci_high", "dist", "n_seeds"]
+    table = ranking.merge(pooled[keep], on="signal", how="left")
+    table = table.rename(columns={"overall_rank": "rank"})
+    cols = ["rank", "signal", "alias", "family", "mean_rank", "n_tasks", "n_wins", *keep[1:]]
+    return table[[c for c in cols if c in table]].head(top).reset_index(drop=True)
+
+
+def curve_signals(ranking: pd.DataFrame, present: set[str]) -> list[str]:
+    """The best few taxonomy signals overall, the literature aliases, then the references."""
+    top = [s for s in ranking["signal"] if s not in REFERENCES][:CURVE_TOP]
+    aliases = [s for s in ranking.loc[ranking["alias"].astype(str) != "", "signal"] if s not in top]
+    return [s for s in dict.fromkeys([*top, *aliases, *REFERENCES]) if s in present]
+
+
+def components(frame: pd.DataFrame, value: str = "geomean") -> pd.DataFrame:
+    """Taxonomy signals with their four components named as the heatmaps label them."""
+    cols = {
+        "sig_input": "input",
+        "sig_pointwise": "pointwise",
+        "sig_reduction": "reduction",
+        "sig_scaling": "scaling",
+    }
+    cells = frame[frame["sig_pointwise"].notna() & ~is_ref(frame["signal"])]
+    return cells.rename(columns=cols)[["signal", *cols.values(), value]]
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def compare_over_tasks(
+    m: pd.DataFrame, metric: str, hib: bool, top: int, notes: list[str]
+) -> dict[str, object]:
+    """Friedman, Wilcoxon-Holm (top vs best, top vs random), Nemenyi + CD over task blocks."""
+    wide = _task_blocks(m, metric, notes)
+    if wide is None:
+        return {}
+    out: dict[str, object] = {"wide": wide, **_friedman(wide, hib, notes), **_wilcoxon(wide, hib, top)}
+    if wide.shape[0] < 6:
+        notes.append(
+            f"only {wide.shape[0]} task blocks: a two-sided Wilcoxon signed-rank p-value cannot fall "
+            f"below {2 / 2 ** wide.shape[0]:.3g}, so no pairwise difference can be significant yet."
+        )
+    return out
+
+
+def _task_blocks(m: pd.DataFrame, metric: str, notes: list[str]) -> pd.DataFrame | None:
+    """Tasks x signals (seeds averaged); ``None`` when there are too few tasks to compare."""
+    if m["task"].nunique() < 2:
+        notes.append(
+            f"one task only ({m['task'].iloc[0]}): Friedman, Wilcoxon-Holm and the CD diagram "
+            "need at least two tasks (blocks) and are skipped."
+        )
+        return None
+    try:
+        wide = stats.block_matrix(m, metric)
+    except PrunetaxError as err:
+        notes.append(f"task-block statistics skipped: {err}")
+        return None
+    dropped = wide.attrs.get("dropped_treatments", [])
+    if dropped:
+        notes.append(
+            f"{len(dropped)} signals are missing from some task and are left out of the "
+            "Friedman/Wilcoxon/CD comparison (complete blocks only)."
+        )
+    return wide
+
+
+def _friedman(wide: pd.DataFrame, hib: bool, notes: list[str]) -> dict[str, object]:
+    """Friedman's test and what the CD diagram needs; Nemenyi among the drawn signals only,
+    because the full matrix costs seconds per hundred signals."""
+    if wide.shape[1] < 3:
+        notes.append("fewer than 3 signals in every task: Friedman's test and the CD diagram are skipped.")
+        return {}
+    friedman = stats.friedman(wide, higher_is_better=hib)
+    shown = list(friedman["mean_ranks"].index[:CD_TOP])
+    return {
+        "friedman": friedman,
+        "nemenyi": stats.nemenyi(wide, treatments=shown),
+        "cd": stats.critical_difference(wide.shape[1], wide.shape[0]),
+    }
+
+
+def _wilcoxon(wide: pd.DataFrame, hib: bool, top: int) -> dict[str, pd.DataFrame]:
+    """The top signals against the best one and against ``random``: the claims rest on these."""
+    ranks = wide.rank(axis=1, ascending=not hib).mean().sort_values()
+    best = next((s for s in ranks.index if s not in REFERENCES), ranks.index[0])
+    leaders = [s for s in ranks.index if s not in REFERENCES][:top]
+    contenders = list(dict.fromkeys([best, *leaders]))
+    out = {"vs_best": stats.wilcoxon_holm(wide[contenders], control=best, higher_is_better=hib)}
+    if "random" in wide:
+        vs = ["random", *leaders]
+        out["vs_random"] = stats.wilcoxon_holm(wide[vs], control="random", higher_is_better=hib)
+    return out
+
+
+# ----------------------------------------------------------------------------- effects, oracle, curves
+
+
+def component_effects(m: pd.DataFrame, metric: str, notes: list[str]) -> dict[str, pd.DataFrame]:
+    """Component effects overall and per task, and the reduction x scaling interaction;
+    their warnings become notes (a report has no console)."""
+    taxonomy = m[~is_ref(m["signal"]) & m["sig_pointwise"].notna()]
+    if taxonomy.empty:
+        notes.append("no taxonomy signals (only references): component effects skipped.")
+        return {}
+    out: dict[str, pd.DataFrame] = {}
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        out["overall"] = effects.component_effects(taxonomy, metric)
+        for task, part in taxonomy.groupby("task", sort=True):
+            out[str(task)] = effects.component_effects(part, metric)
+        out["interaction"] = effects.interaction(taxonomy, metric)
+    for w in {str(c.message) for c in caught}:
+        notes.append(f"component effects: {w}")
+    return out
+
+
+def oracle_quality(data: dict[str, object], notes: list[str]) -> dict[str, object]:
+    """Rank quality of every signal against the oracle, if the store has both rank tables."""
+    scores, oracle = data["scores"], data["oracle"]
+    if scores.empty or oracle.empty:
+        missing = " and ".join(t for t, f in (("scores", scores), ("oracle", oracle)) if f.empty)
+        notes.append(
+            f"no rank tables ({missing} empty): oracle rank quality and rank similarity are "
+            "skipped; run `prunetax scores` and the oracle job to get them."
+        )
+        return {}
+    rq = rank_quality.rank_quality(scores, oracle)
+    if rq.empty:
+        notes.append("the scores and oracle tables share no units: rank quality skipped.")
+        return {}
+    return {"rq": rq, "summary": rank_quality.rank_quality_summary(rq)}
+
+
+def bands(steps: pd.DataFrame, trials: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Mean and min-max band over seeds of the interpolated curves, on the 0..100 grid,
+    kept where every seed of the (task, signal) still has a point."""
+    c = metrics.curves(steps, trials, x=x)
+    keys = ["task", "signal", x]
+    b = c.groupby(keys, observed=True, sort=False)["test_acc"].agg(["mean", "min", "max", "count"])
+    b = b.reset_index().rename(columns={"min": "low", "max": "high", "count": "n"})
+    seeds = trials.groupby(["task", "signal"], observed=True).size().rename("_seeds").reset_index()
+    b = b.merge(seeds, on=["task", "signal"], how="left")
+    return b[(b["n"] == b["_seeds"]) & (b["n"] > 0)].drop(columns="_seeds")
