@@ -39,7 +39,7 @@ stop_acc = 50
 
 [[runs]]                            # retraining after every prune: literature signals
 protocol = "retrain"
-signals = ["aliases", "paper_best", "random"]
+signals = {retrain_signals}
 channels_per_step = {cps}
 stop_acc = 50
 retrain_steps = 20
@@ -70,6 +70,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         default=["distinct", "random", "oracle"],
         help="signal selectors for the sensitivity run (default: distinct random oracle)",
     )
+    p.add_argument(
+        "--retrain-signals",
+        nargs="+",
+        default=["aliases", "paper_best", "random"],
+        help="signal selectors for the retrain run (default: aliases paper_best random)",
+    )
     p.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     p.add_argument("--num-cpus", type=int, help="CPUs of the local Ray (default: all cores)")
     p.add_argument("--address", help="join a Ray cluster instead of starting a local one")
@@ -92,19 +98,21 @@ def spec_text(args: argparse.Namespace) -> str:
         gpus=0.5 if args.device.startswith("cuda") else 0,
         cps=args.channels_per_step,
         rank_signals=toml_list(rank),
+        retrain_signals=toml_list(args.retrain_signals),
     )
 
 
 def _demo(args: argparse.Namespace) -> int:
     from study.sweep.plan import make_plan
-    from study.sweep.spec import load_spec
+    from study.sweep.spec import parse_spec
 
     out = Path(args.out)
+    spec_path, text = out / "demo.toml", spec_text(args)
+    spec = parse_spec(text, str(spec_path))  # validate before writing anything
     out.mkdir(parents=True, exist_ok=True)
-    spec_path = out / "demo.toml"
-    spec_path.write_text(spec_text(args))
+    spec_path.write_text(text)
     start = time.perf_counter()
-    plan = make_plan(load_spec(spec_path))
+    plan = make_plan(spec)
     print(plan.describe())
     failed = 0
     if plan.nothing_to_do:
@@ -119,8 +127,8 @@ def _demo(args: argparse.Namespace) -> int:
             f"in {result.wall_s:.0f} s"
         )
     from analysis.report import build_report
+    from study.cli.report import print_report
 
-    report = build_report(plan.spec.store, out / "report")
-    print(report.top.to_string(index=False))
-    print(f"report: {report.index_html} ({time.perf_counter() - start:.0f} s in all)")
+    print_report(build_report(plan.spec.store, out / "report"), "sparsity_at_5")
+    print(f"demo finished in {time.perf_counter() - start:.0f} s")
     return 1 if failed else 0

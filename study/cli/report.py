@@ -26,16 +26,20 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_report)
 
 
-def _report(args: argparse.Namespace) -> int:
-    from analysis.report import build_report
-
-    result = build_report(args.store, args.out, metric=args.metric, top=args.top)
+def print_report(result, metric: str) -> None:  # noqa: ANN001 - analysis.report.ReportResult
+    """The overall top table, the notes and where the report is."""
     table = result.top
     cols = ["rank", "signal", "alias", "mean_rank", "n_wins", "geomean", "mean", "std", "ci_low", "ci_high"]
     cols += ["dist", "n_seeds"]
-    print(f"Top {len(table)} signals overall by mean rank over tasks ({args.metric}):")
+    print(f"Top {len(table)} signals overall by mean rank over tasks ({metric}):")
     print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     for note in result.notes:
         print(f"note: {note}")
     print(f"report: {result.index_html} ({len(result.figures)} figures, summary: {result.summary_md})")
+
+
+def _report(args: argparse.Namespace) -> int:
+    from analysis.report import build_report
+
+    print_report(build_report(args.store, args.out, metric=args.metric, top=args.top), args.metric)
     return 0
