@@ -17,6 +17,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from taxonomy.components import Pointwise
+
 __all__ = [
     "FAMILIES",
     "FAMILY_COLOURS",
@@ -34,17 +36,7 @@ __all__ = [
     "style_rc",
 ]
 
-FAMILIES: tuple[str, ...] = (
-    "value",
-    "gradient",
-    "taylor",
-    "hessian_lm",
-    "hessian_gn",
-    "taylor2_lm",
-    "taylor2_gn",
-    "apoz",
-    "reference",
-)
+FAMILIES: tuple[str, ...] = (*(p.id for p in Pointwise), "reference")
 """Every family, in the taxonomy's pointwise order, then the references."""
 
 # Paul Tol "muted": indigo, cyan, teal, green, olive, sand, rose, wine (+ purple spare).

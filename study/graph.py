@@ -18,7 +18,16 @@ from torch import fx, nn
 
 from taxonomy.errors import PrunetaxError, invalid
 
-__all__ = ["TAPS", "ACTIVATIONS", "ConvSite", "trace", "conv_sites", "Tapped", "tapped_module"]
+__all__ = [
+    "TAPS",
+    "ACTIVATIONS",
+    "ACTIVATION_FUNCTIONS",
+    "ConvSite",
+    "trace",
+    "conv_sites",
+    "Tapped",
+    "tapped_module",
+]
 
 TAPS = ("output", "conv")
 
@@ -35,18 +44,22 @@ ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.Tanh,
     nn.PReLU,
 )
-_ACTIVATION_FNS = (
-    F.relu,
-    torch.relu,
-    F.relu6,
-    F.leaky_relu,
-    F.hardtanh,
-    F.silu,
-    F.gelu,
-    torch.sigmoid,
-    torch.tanh,
-    F.hardswish,
+ACTIVATION_FUNCTIONS = frozenset(
+    {
+        F.relu,
+        torch.relu,
+        F.relu6,
+        F.leaky_relu,
+        F.hardtanh,
+        F.silu,
+        F.gelu,
+        torch.sigmoid,
+        torch.tanh,
+        F.hardswish,
+        F.elu,
+    }
 )
+"""Element-wise nonlinearities called as functions (tap chains and the LM pass know them)."""
 
 
 def trace(model: nn.Module) -> fx.GraphModule:
@@ -67,7 +80,7 @@ def _module(gm: fx.GraphModule, node: fx.Node) -> nn.Module | None:
 def _is_activation(gm: fx.GraphModule, node: fx.Node) -> bool:
     if node.op == "call_module":
         return isinstance(_module(gm, node), ACTIVATIONS)
-    return node.op == "call_function" and node.target in _ACTIVATION_FNS
+    return node.op == "call_function" and node.target in ACTIVATION_FUNCTIONS
 
 
 @dataclass(frozen=True)

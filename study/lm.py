@@ -23,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, fx, nn
 
-from study.graph import ACTIVATIONS, Tapped, _Record, _Tap
+from study.graph import ACTIVATION_FUNCTIONS, ACTIVATIONS, Tapped, _Record, _Tap
 from taxonomy.errors import PrunetaxError
 
 __all__ = ["lm_second_derivatives"]
@@ -136,19 +136,6 @@ _MOVE_FUNCTIONS = {
     torch.permute,
     torch.transpose,
 }
-_ACT_FUNCTIONS = {
-    F.relu,
-    torch.relu,
-    F.relu6,
-    F.leaky_relu,
-    F.hardtanh,
-    F.silu,
-    F.gelu,
-    torch.sigmoid,
-    torch.tanh,
-    F.hardswish,
-    F.elu,
-}
 
 
 def _is_tensor(v: object) -> bool:
@@ -177,7 +164,7 @@ def _function_shadow(node: fx.Node, real_args: tuple, sh_args: tuple, kwargs: di
         return tensors[0][1] * (const**2)
     if target is torch.cat:
         return torch.cat(list(sh_args[0]), *real_args[1:], **kwargs)
-    if target in _ACT_FUNCTIONS:
+    if target in ACTIVATION_FUNCTIONS:
         return sh_args[0] * _derivative_sq(lambda t: target(t, *real_args[1:], **kwargs), real_args[0])
     if target is F.adaptive_avg_pool2d:
         return _adaptive_avg_shadow(real_args[0], sh_args[0], real_args[1])

@@ -19,7 +19,7 @@ import torch
 from study.protocols import Protocol
 from study.store.schema import SCHEMA_VERSION
 from study.trajectory import Workspace, unit_scores
-from study.trial import DEFAULT_CACHE, TRIAL_VERSION, eval_indices, load_base
+from study.trial import DEFAULT_CACHE, TRIAL_VERSION, load_base, saliency_batches
 from taxonomy import __version__
 from taxonomy.components import Reference
 from taxonomy.spec import SignalSpec, parse
@@ -83,10 +83,7 @@ def run_rank_job(
     )
     splits = base.splits
     groups = build_groups(base.model, tuple(splits.train.x.shape[1:]))
-    idx = eval_indices(splits.eval.y.shape[0], protocol, job.seed).to(splits.eval.x.device)
-    x, y = splits.eval.x[idx], splits.eval.y[idx]
-    b = job.eval_batch_size
-    batches = [(x[i : i + b], y[i : i + b]) for i in range(0, x.shape[0], b)]
+    batches, _ = saliency_batches(splits, protocol, job.seed)
     signals = [parse(s) for s in job.signals if parse(s).reference is not Reference.ORACLE]
     signals.append(SignalSpec(reference=Reference.ORACLE))
     rngs = [torch.Generator().manual_seed(job.seed) for _ in signals]

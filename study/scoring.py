@@ -16,7 +16,7 @@ import torch
 from study.groups import build_groups
 from study.protocols import Protocol
 from study.trajectory import Workspace, unit_scores
-from study.trial import Base, eval_indices
+from study.trial import Base, saliency_batches
 from taxonomy.bank import score
 from taxonomy.spec import SignalSpec
 from taxonomy.statistics import Needs
@@ -41,14 +41,9 @@ def channel_scores(
     protocol = Protocol(tap=tap, eval_batches=eval_batches, eval_batch_size=eval_batch_size)
     splits = base.splits
     groups = build_groups(base.model, tuple(splits.train.x.shape[1:]))
-    idx = eval_indices(splits.eval.y.shape[0], protocol, seed)
-    x, y = splits.eval.x[idx.to(splits.eval.x.device)], splits.eval.y[idx.to(splits.eval.y.device)]
-    batches = [
-        (x[i : i + eval_batch_size], y[i : i + eval_batch_size])
-        for i in range(0, x.shape[0], eval_batch_size)
-    ]
+    batches, examples = saliency_batches(splits, protocol, seed)
+    x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     ws = Workspace(base.model, groups, tap)
-    examples = splits.indices["eval"][idx.cpu()].tolist()
     ident = {"checkpoint": base.checkpoint.get("config_hash"), "seed": seed, "tap": tap, "examples": examples}
     run_key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
     common = {

@@ -211,6 +211,20 @@ def _fail(t: _Trajectory, err: Exception) -> None:
     t.result.stop_reason = "failed"
 
 
+def _usable(
+    t: _Trajectory, i: int, scores: Tensor, errors: dict[int, Exception], masked: MaskedModel
+) -> bool:
+    """True if row ``i`` holds the trajectory's scores; else it fails (alone) and is done."""
+    try:
+        if i in errors:
+            raise errors[i]
+        _check_finite(scores[i], masked, t.signal)
+    except Exception as err:  # a failing signal must not stop the others
+        _fail(t, err)
+        return False
+    return True
+
+
 class _Runner:
     """Drives the branches of one work unit through the protocol."""
 
@@ -337,12 +351,7 @@ def _greedy(runner: _Runner) -> None:
             scores, errors = runner.scores(live, timing)
             by_choice: dict[tuple[int, ...], list[int]] = {}
             for i, t in enumerate(live):
-                try:
-                    if i in errors:
-                        raise errors[i]
-                    _check_finite(scores[i], masked, t.signal)
-                except Exception as err:  # a failing signal must not stop the others
-                    _fail(t, err)
+                if not _usable(t, i, scores, errors, masked):
                     continue
                 chosen = _choose(scores[i], masked, runner.units_per_step)
                 if not chosen:
@@ -389,12 +398,7 @@ def _oneshot(runner: _Runner) -> None:
     timing: dict = {}
     scores, errors = runner.scores(live, timing)
     for i, t in enumerate(live):
-        try:
-            if i in errors:
-                raise errors[i]
-            _check_finite(scores[i], masked, t.signal)
-        except Exception as err:  # a failing signal must not stop the others
-            _fail(t, err)
+        if not _usable(t, i, scores, errors, masked):
             continue
         order = _choose(scores[i], runner.load(runner.root), runner.ws.masked.groups.n_units)
         done = 0

@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from torch import Tensor
 
 from study.curves import DROPS, curve_auc, sparsity_at_drop
 from study.groups import build_groups
@@ -179,15 +180,20 @@ def load_base(
     return Base(net, ckpt, splits, 100.0 * acc)
 
 
-def eval_indices(n_eval: int, protocol: Protocol, seed: int) -> torch.Tensor:
-    """The eval-split examples used for saliency: seeded, fixed for the whole trial."""
-    need = protocol.eval_batches * protocol.eval_batch_size
+def saliency_batches(splits, protocol: Protocol, seed: int) -> tuple[list[tuple[Tensor, Tensor]], list[int]]:  # noqa: ANN001
+    """The saliency data of a trial: ``eval_batches`` x ``eval_batch_size`` examples of the eval
+    split, drawn once with ``seed`` and fixed for the whole trial, and their dataset indices."""
+    n_eval, need = splits.eval.y.shape[0], protocol.eval_batches * protocol.eval_batch_size
     if need > n_eval:
         raise PrunetaxError(
             f"the protocol asks for {protocol.eval_batches} x {protocol.eval_batch_size} = "
             f"{need} eval examples but the eval split has {n_eval}; lower eval_batch_size."
         )
-    return torch.randperm(n_eval, generator=torch.Generator().manual_seed(seed))[:need]
+    idx = torch.randperm(n_eval, generator=torch.Generator().manual_seed(seed))[:need]
+    x, y = splits.eval.x[idx.to(splits.eval.x.device)], splits.eval.y[idx.to(splits.eval.y.device)]
+    b = protocol.eval_batch_size
+    batches = [(x[i : i + b], y[i : i + b]) for i in range(0, need, b)]
+    return batches, splits.indices["eval"][idx].tolist()
 
 
 def headline(steps: list[dict[str, object]], reference: float) -> dict[str, object]:
@@ -337,11 +343,7 @@ def _setup(spec: TrialSpec, base: Base) -> Setup:
 
     splits, protocol = base.splits, spec.protocol
     groups = build_groups(base.model, tuple(splits.train.x.shape[1:]))
-    idx = eval_indices(splits.eval.y.shape[0], protocol, spec.seed)
-    ex = splits.eval.x[idx.to(splits.eval.x.device)]
-    ey = splits.eval.y[idx.to(splits.eval.y.device)]
-    b = protocol.eval_batch_size
-    batches = [(ex[i : i + b], ey[i : i + b]) for i in range(0, ex.shape[0], b)]
+    batches, examples = saliency_batches(splits, protocol, spec.seed)
     hp = models.hyperparams(spec.model)
     steps = protocol.retrain_steps if protocol.retrain_steps is not None else (hp.retrain_steps or 32)
     wd = (
@@ -368,5 +370,5 @@ def _setup(spec: TrialSpec, base: Base) -> Setup:
         seed=spec.seed,
         retrain=settings,
         train_probe=probe,
-        eval_examples=splits.indices["eval"][idx.cpu()].tolist(),
+        eval_examples=examples,
     )

@@ -11,24 +11,11 @@ from matplotlib.figure import Figure
 
 from analysis.palette import MISSING_COLOUR, SEQUENTIAL_CMAP, style
 from analysis.plots._base import new_figure, set_title
+from taxonomy.components import AXES
 
 __all__ = ["component_heatmaps", "AXIS_ORDER"]
 
-AXIS_ORDER: dict[str, tuple[str, ...]] = {
-    "input": ("weight", "activation"),
-    "pointwise": (
-        "value",
-        "gradient",
-        "taylor",
-        "hessian_lm",
-        "hessian_gn",
-        "taylor2_lm",
-        "taylor2_gn",
-        "apoz",
-    ),
-    "reduction": ("sum", "l1", "l2", "abs_sum", "sqr_sum"),
-    "scaling": ("none", "l1", "l2", "l0", "l0_active", "weights_removed"),
-}
+AXIS_ORDER: dict[str, tuple[str, ...]] = {axis: tuple(o.id for o in enum) for axis, enum in AXES.items()}
 """Component options in taxonomy order (options found in the data but not here go last)."""
 
 _SCALING_TICKS = {"weights_removed": "w_removed", "l0_active": "l0_act", "flops_removed": "f_removed"}
