@@ -16,7 +16,6 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import os
 import platform
 import shutil
@@ -28,20 +27,35 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from results_table import append_rows
+
+
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def _time(fn) -> float:  # noqa: ANN001
+    _sync()
+    t0 = time.perf_counter()
+    fn()
+    _sync()
+    return time.perf_counter() - t0
 
 
 def _median_ms(fn, repeat: int) -> float:  # noqa: ANN001
     fn()  # warm-up
-    times = []
+    return 1000 * statistics.median(_time(fn) for _ in range(repeat))
+
+
+def _paired_median_ms(a, b, repeat: int) -> tuple[float, float]:  # noqa: ANN001
+    """Medians of a and b timed alternately, so load on this shared machine hits both alike."""
+    a(), b()  # warm-up
+    ta, tb = [], []
     for _ in range(repeat):
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        t0 = time.perf_counter()
-        fn()
-        if torch.cuda.is_available():
-            torch.cuda.synchronize()
-        times.append(time.perf_counter() - t0)
-    return 1000 * statistics.median(times)
+        ta.append(_time(a))
+        tb.append(_time(b))
+    return 1000 * statistics.median(ta), 1000 * statistics.median(tb)
 
 
 def _setup(model: str, cache: str, device: str, signal: str):  # noqa: ANN202
@@ -90,7 +104,7 @@ def step_overhead(model: str, signal: str, cache: str, device: str, repeat: int)
                 net(x)
             net(runner.eval_x)
 
-    t_harness, t_bare = _median_ms(harness, repeat), _median_ms(bare, repeat)
+    t_harness, t_bare = _paired_median_ms(harness, bare, repeat)
     split = {f"{k}_ms": round(1000 * statistics.median(v[1:]), 2) for k, v in parts.items()}
     return {
         "measure": "a_step_overhead",
@@ -195,7 +209,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--cache", default="results/models")
-    parser.add_argument("--repeat", type=int, default=15)
+    parser.add_argument("--repeat", type=int, default=31)
     parser.add_argument("--sweep-signals", type=int, default=40, help="signals per network in (c)")
     parser.add_argument("--demo-store", default="results/demo/store")
     parser.add_argument("--out", default="results/benchmarks/demo.csv")
@@ -225,13 +239,7 @@ def main() -> None:
         print(" | ".join(f"{k}={v}" for k, v in row.items()))
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    keys = sorted({k for r in rows for k in r} | set(stamp))
-    new = not out.exists()
-    with out.open("a", newline="") as fh:
-        writer = csv.DictWriter(fh, keys)
-        if new:
-            writer.writeheader()
-        writer.writerows({**stamp, **r} for r in rows)
+    append_rows(out, [{**stamp, **r} for r in rows])
     print(f"appended {len(rows)} rows to {out}")
 
 

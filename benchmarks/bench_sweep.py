@@ -12,11 +12,12 @@ Ray so that compute is serial and the subtraction is meaningful.
 from __future__ import annotations
 
 import argparse
-import csv
 import shutil
 import tempfile
 import textwrap
 from pathlib import Path
+
+from results_table import append_rows
 
 SPEC = """
 [sweep]
@@ -101,12 +102,7 @@ def main() -> None:
     for r in rows:
         print("| " + " | ".join(str(r[k]) for k in keys) + " |")
     if args.out:
-        new = not Path(args.out).exists()
-        with open(args.out, "a", newline="") as fh:
-            writer = csv.DictWriter(fh, keys)
-            if new:
-                writer.writeheader()
-            writer.writerows(rows)
+        append_rows(Path(args.out), rows)
 
 
 if __name__ == "__main__":

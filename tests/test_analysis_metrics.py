@@ -250,6 +250,15 @@ def test_overall_ranking_by_hand():
     assert o["overall_rank"].to_dict() == {"a": 1, "b": 2, "c": 3} and (o["n_tasks"] == 2).all()
 
 
+def test_overall_ranking_puts_incomplete_signals_last():
+    """A signal run on one easy task only must not outrank one run on every task."""
+    easy = pd.DataFrame(dict(task="T1", signal="d", seed=[0, 1], value=[90.0, 95.0], family="f"))
+    table = pd.concat([_hand_table(), easy], ignore_index=True)
+    o = overall_ranking(summarise(table, "value", shift=0))
+    assert list(o["signal"]) == ["a", "b", "c", "d"]
+    assert o.set_index("signal").loc["d", ["mean_rank", "n_tasks"]].tolist() == [1.0, 1]
+
+
 def test_summarise_ties_share_rank():
     table = _hand_table()
     table.loc[(table["task"] == "T1") & (table["signal"] == "c"), "value"] = 5.0

@@ -131,6 +131,43 @@ def test_degraded_store_still_reports_with_notes(degraded):
     assert "no rank tables" in html and "one task only" in html
 
 
+@pytest.fixture(scope="module")
+def two_protocols(tmp_path_factory):
+    """Like the demo: every signal under sensitivity, a few of them under retrain too."""
+    root = tmp_path_factory.mktemp("two_protocols")
+    make_store(root, signals=SIGNALS, seeds=2, steps=20)
+    make_store(root, signals=[*SIGNALS[:4], "random"], seeds=2, steps=20, protocol="retrain", seed=1)
+    return root, build_report(root, root / "report", top=5)
+
+
+def test_protocols_are_ranked_apart(two_protocols):
+    """A mean rank over tasks only compares signals that met the same competitors: the
+    headline table ranks the protocol with the most signals over its own tasks; the retrain
+    signals get a table, a Friedman test and a CD diagram of their own."""
+    root, result = two_protocols
+    m = trial_metrics(load_trials(root), load_steps(root))
+    sens = m[m["protocol"] == "sensitivity"]
+    by_task = summarise(sens, "sparsity_at_5", by=("task",))
+    ranking = overall_ranking(by_task)
+    pooled = summarise(sens, "sparsity_at_5", by=()).set_index("signal")
+    assert result.protocol == "sensitivity" and result.protocols == 2
+    assert list(result.top["signal"]) == list(ranking["signal"].head(5))
+    np.testing.assert_allclose(result.top["mean_rank"], ranking["mean_rank"].head(5))
+    np.testing.assert_allclose(result.top["geomean"], pooled.loc[result.top["signal"], "geomean"])
+    assert {"cd_diagram__sensitivity", "cd_diagram__retrain"} <= set(result.figures)
+    md = result.summary_md.read_text(encoding="utf-8")
+    for heading in (
+        "Overall ranking: `sensitivity` protocol (top 5)",
+        "Overall ranking: `retrain` protocol (top 5)",
+    ):
+        assert f"## {heading}" in md
+    assert md.index("`sensitivity` protocol (top 5)") < md.index("`retrain` protocol (top 5)")
+    assert md.count("Friedman test over 2 task blocks") == 2
+    assert not [n for n in result.notes if "missing from some task" in n], result.notes
+    html = result.index_html.read_text(encoding="utf-8")
+    assert html.count("id='top-table'") + html.count('id="top-table"') == 1
+
+
 @pytest.mark.parametrize("make", ["missing", "empty", "only_failed"])
 def test_empty_or_missing_store_is_a_clear_error(tmp_path, make):
     root = tmp_path / "store"

@@ -258,8 +258,9 @@ def overall_ranking(summary: pd.DataFrame) -> pd.DataFrame:
         ``alias``), ``mean_rank`` (mean within-block rank), ``n_tasks`` (blocks where the
         signal has a rank), ``mean_dist`` (mean distance to the block's best),
         ``n_wins`` (blocks where it is the best or tied best) and ``mean_geomean``.
-        Signals missing from some blocks are ranked over the blocks they have: compare
-        ``n_tasks``, or summarise a complete set of signals.
+        Signals missing from some blocks come after every signal that has them all (a
+        mean rank over fewer, possibly easier, blocks is not comparable), ordered among
+        themselves by ``n_tasks`` (more first), then ``mean_rank``.
     """
     ident = [c for c in _SIGNAL_IDENTITY if c in summary]
     data = summary.assign(_win=summary["dist"] == 0)
@@ -273,6 +274,8 @@ def overall_ranking(summary: pd.DataFrame) -> pd.DataFrame:
     )
     if ident:
         out = g[ident].first().join(out)
-    out = out.reset_index().sort_values(["mean_rank", "mean_dist"], kind="stable", na_position="last")
+    out = out.reset_index().assign(_missing=lambda f: f["n_tasks"].max() - f["n_tasks"])
+    out = out.sort_values(["_missing", "mean_rank", "mean_dist"], kind="stable", na_position="last")
+    out = out.drop(columns="_missing")
     out.insert(0, "overall_rank", np.arange(1, len(out) + 1))
     return out.reset_index(drop=True)

@@ -55,9 +55,14 @@ class ReportResult:
     figures : dict
         Figure name -> [PNG path, SVG path], in the order they appear in the report.
     top : DataFrame
-        The overall top table (signals ranked by mean within-task rank; ``geomean``,
-        ``mean``, ``std``, ``ci_low``, ``ci_high``, ``dist``, ``n_seeds`` pooled over all
-        tasks and seeds).
+        The headline comparison's top table: the signals of the protocol with the most
+        signals, ranked by mean within-task rank over that protocol's tasks; ``geomean``,
+        ``mean``, ``std``, ``ci_low``, ``ci_high``, ``dist``, ``n_seeds`` pooled over those
+        tasks and seeds.
+    protocol : str
+        That protocol (``"all"`` for a store without a protocol column).
+    protocols : int
+        How many protocols the store holds (each is ranked apart in the documents).
     notes : list of str
         What was skipped and why.
     """
@@ -67,6 +72,8 @@ class ReportResult:
     summary_md: Path
     figures: dict[str, list[Path]] = field(default_factory=dict)
     top: pd.DataFrame = field(default_factory=pd.DataFrame)
+    protocol: str = ""
+    protocols: int = 1
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -128,6 +135,8 @@ def build_report(
         summary_md=summary_md,
         figures=builder.renderer.done,
         top=builder.top_table,
+        protocol=builder.comparisons[0].protocol,
+        protocols=len(builder.comparisons),
         notes=list(builder.notes),
     )
 

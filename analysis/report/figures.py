@@ -19,7 +19,7 @@ from analysis import rank_quality
 from analysis.report.tables import CD_TOP, REFERENCES, bands, components, curve_signals
 
 if TYPE_CHECKING:
-    from analysis.report.builder import Builder
+    from analysis.report.builder import Builder, Comparison
 
 __all__ = [
     "HOW",
@@ -114,15 +114,24 @@ class Renderer:
 # ----------------------------------------------------------------------------- the figures
 
 
-def cd_diagram(b: Builder, result: dict[str, object]) -> None:
-    """The critical-difference diagram of the best :data:`CD_TOP` signals over tasks."""
+def cd_diagram(b: Builder, result: dict[str, object], comparison: Comparison) -> None:
+    """The critical-difference diagram of the best :data:`CD_TOP` signals over tasks
+    (one per protocol when the store has several: ``cd_diagram__<protocol>``)."""
     ranks = result["friedman"]["mean_ranks"]
     shown = min(CD_TOP, len(ranks))
+    protocol = comparison.protocol if len(b.comparisons) > 1 else ""
+    scope = f", `{protocol}` protocol" if protocol else ""
     b.draw(
+        f"cd_diagram__{_slug_task(protocol)}" if protocol else "cd_diagram",
         "cd_diagram",
-        "cd_diagram",
-        dict(mean_ranks=ranks, pvalues=result["nemenyi"], cd=result["cd"], top=CD_TOP, data=b.where()),
-        f"Critical-difference diagram ({shown} of {result['wide'].shape[1]} signals)",
+        dict(
+            mean_ranks=ranks,
+            pvalues=result["nemenyi"],
+            cd=result["cd"],
+            top=CD_TOP,
+            data=b.where(comparison=comparison),
+        ),
+        f"Critical-difference diagram ({shown} of {result['wide'].shape[1]} signals{scope})",
         HOW["cd"],
     )
 
@@ -148,7 +157,8 @@ def accuracy_curves(b: Builder) -> None:
 def heatmaps(b: Builder) -> None:
     """Headline by reduction x scaling: pooled over tasks (when several), then per task."""
     label = f"geomean {b.label}"
-    views = [("overall", b.pooled, b.where() + " (pooled)")] if len(b.tasks) > 1 else []
+    head = b.comparisons[0]  # pooled over the headline protocol's tasks, never across protocols
+    views = [("overall", b.pooled, b.where(comparison=head) + " (pooled)")] if len(head.tasks) > 1 else []
     views += [(t, b.by_task[b.by_task["task"] == t], b.where(t)) for t in b.tasks]
     for key, frame, where in views:
         cells = components(frame)

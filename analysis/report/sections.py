@@ -56,15 +56,22 @@ def intro(b: Builder) -> None:
 
 
 def ranking_tables(b: Builder) -> None:
-    """The overall top table, then the top of each task."""
-    b.doc.heading(2, f"Overall ranking (top {b.top})")
-    b.doc.para(
-        "Signals ordered by their mean rank over tasks (within a task, signals are ranked by the "
-        "geomean over seeds, 1 = best); wins = tasks where the signal is best. geomean, mean ± std, "
-        "95% CI, dist and n seeds pool every task and seed. References (`random`, `oracle`) are "
-        "ranked with the signals for scale."
-    )
-    b.doc.table(summary_display(b.top_table), anchor="top-table")
+    """The overall top table of each protocol (the headline comparison first), then the
+    top of each task."""
+    multi = len(b.comparisons) > 1
+    for i, c in enumerate(b.comparisons):
+        scope = f": `{c.protocol}` protocol" if multi else ""
+        b.doc.heading(2, f"Overall ranking{scope} (top {b.top})")
+        b.doc.para(
+            f"{len(c.ranking)} signals ordered by their mean rank over the {len(c.tasks)} "
+            f"task{'s' * (len(c.tasks) > 1)} of {_protocol_phrase(c.protocol)} (within a task, "
+            "signals are ranked by the geomean over seeds, 1 = best; a signal missing from a task "
+            "comes after those run on all); wins = tasks where the signal is best. geomean, "
+            "mean ± std, 95% CI, dist and n seeds pool those tasks and their seeds. References "
+            "(`random`, `oracle`) are ranked with the signals for scale."
+            + (" Protocols are ranked apart: their tasks compare different sets of signals." * multi)
+        )
+        b.doc.table(summary_display(c.top_table), anchor="top-table" if i == 0 else "")
     b.doc.heading(2, f"Top {b.top} per task")
     for task in b.tasks:
         b.doc.heading(3, task)
@@ -72,24 +79,35 @@ def ranking_tables(b: Builder) -> None:
         b.doc.table(summary_display(part))
 
 
+def _protocol_phrase(protocol: str) -> str:
+    return "the store" if protocol == "all" else f"the `{protocol}` protocol"
+
+
 def statistics(b: Builder) -> None:
-    """Friedman over task blocks, Wilcoxon-Holm tables, then the CD diagram."""
+    """Per protocol: Friedman over its task blocks, Wilcoxon-Holm tables, the CD diagram."""
     b.doc.heading(2, "Statistical comparison across tasks")
-    result = tables.compare_over_tasks(b.m, b.metric, b.hib, b.top, b.notes)
-    if not result:
-        b.doc.para(_SKIPPED)
-        return
-    if "friedman" in result:
-        b.doc.para(_friedman_text(result["friedman"]))
-    best = result["vs_best"]["a"].iloc[0] if len(result["vs_best"]) else ""
-    b.doc.heading(3, f"Wilcoxon signed-rank + Holm: top signals vs the best (`{best}`)")
-    b.doc.para("Paired over tasks; p (Holm) corrects for the number of comparisons in the table.")
-    b.doc.table(wilcoxon_display(result["vs_best"]))
-    if "vs_random" in result:
-        b.doc.heading(3, "Wilcoxon signed-rank + Holm: top signals vs `random`")
-        b.doc.table(wilcoxon_display(result["vs_random"]))
-    if "nemenyi" in result:
-        figures.cd_diagram(b, result)
+    multi = len(b.comparisons) > 1
+    level = 3 + multi
+    for c in b.comparisons:
+        if multi:
+            b.doc.heading(3, f"`{c.protocol}` protocol")
+        notes: list[str] = []
+        result = tables.compare_over_tasks(c.m, b.metric, b.hib, b.top, notes)
+        b.notes.extend(f"`{c.protocol}` protocol: {n}" if multi else n for n in notes)
+        if not result:
+            b.doc.para(_SKIPPED)
+            continue
+        if "friedman" in result:
+            b.doc.para(_friedman_text(result["friedman"]))
+        best = result["vs_best"]["a"].iloc[0] if len(result["vs_best"]) else ""
+        b.doc.heading(level, f"Wilcoxon signed-rank + Holm: top signals vs the best (`{best}`)")
+        b.doc.para("Paired over tasks; p (Holm) corrects for the number of comparisons in the table.")
+        b.doc.table(wilcoxon_display(result["vs_best"]))
+        if "vs_random" in result:
+            b.doc.heading(level, "Wilcoxon signed-rank + Holm: top signals vs `random`")
+            b.doc.table(wilcoxon_display(result["vs_random"]))
+        if "nemenyi" in result:
+            figures.cd_diagram(b, result, c)
 
 
 def _friedman_text(f: dict[str, object]) -> str:
@@ -171,19 +189,25 @@ def oracle(b: Builder) -> None:
 
 
 def aliases(b: Builder) -> None:
-    """Where the named literature signals and the references stand among all signals."""
+    """Where the named literature signals and the references stand, per protocol."""
     b.doc.heading(2, "Literature signals and references")
-    rows = b.ranking[(b.ranking["alias"].astype(str) != "") | tables.is_ref(b.ranking["signal"])]
-    if rows.empty:
-        b.doc.para("No literature alias or reference signal was run.")
-        return
     quality = b.quality if b.quality is not None else pd.DataFrame(columns=["signal", "spearman"])
     rho = quality.groupby("signal")["spearman"].mean() if len(quality) else pd.Series(dtype=float)
-    b.doc.para(
-        f"Where the paper's and the literature's named signals stand among all {len(b.ranking)} "
-        "signals (overall rank by mean rank over tasks; geomean and dist pooled over tasks and seeds)."
-    )
-    b.doc.table(aliases_display(rows, len(b.ranking), b.pooled.set_index("signal"), rho))
+    multi = len(b.comparisons) > 1
+    for c in b.comparisons:
+        ranking = c.ranking
+        rows = ranking[(ranking["alias"].astype(str) != "") | tables.is_ref(ranking["signal"])]
+        if multi:
+            b.doc.heading(3, f"`{c.protocol}` protocol")
+        if rows.empty:
+            b.doc.para("No literature alias or reference signal was run.")
+            continue
+        b.doc.para(
+            f"Where the paper's and the literature's named signals stand among all {len(ranking)} "
+            f"signals of {_protocol_phrase(c.protocol)} (overall rank by mean rank over its tasks; "
+            "geomean and dist pooled over those tasks and seeds)."
+        )
+        b.doc.table(aliases_display(rows, len(ranking), c.pooled.set_index("signal"), rho))
 
 
 SECTIONS = (intro, ranking_tables, statistics, curves, heatmaps, effects, stability, oracle, aliases)

@@ -29,9 +29,10 @@ def add(sub: argparse._SubParsersAction) -> None:
 def print_report(result, metric: str) -> None:  # noqa: ANN001 - analysis.report.ReportResult
     """The overall top table, the notes and where the report is."""
     table = result.top
+    scope = f" of the {result.protocol} protocol" if result.protocols > 1 else ""
     cols = ["rank", "signal", "alias", "mean_rank", "n_wins", "geomean", "mean", "std", "ci_low", "ci_high"]
     cols += ["dist", "n_seeds"]
-    print(f"Top {len(table)} signals overall by mean rank over tasks ({metric}):")
+    print(f"Top {len(table)} signals overall by mean rank over tasks{scope} ({metric}):")
     print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
     for note in result.notes:
         print(f"note: {note}")
