@@ -77,23 +77,28 @@ def component_effect_bars(
             colours = [
                 family_colour(o) if component == "pointwise" else _NEUTRAL for o in part["option"].astype(str)
             ]
-            err = np.vstack([part["effect"] - part["ci_low"], part["ci_high"] - part["effect"]])
             ax.barh(y, part["effect"], color=colours, height=0.65, zorder=2)
-            ax.errorbar(
-                part["effect"],
-                y,
-                xerr=np.clip(np.nan_to_num(err), 0, None),
-                fmt="none",
-                ecolor="black",
-                capsize=3,
-                linewidth=1.1,
-                zorder=3,
-            )
+            _whiskers(ax, y, part["effect"], part["ci_low"], part["ci_high"], capsize=3, linewidth=1.1)
             ax.set_yticks(y, labels=[_option_label(part, i) for i in range(len(part))])
             ax.set_ylim(len(part) - 0.5, -0.5)
         axes[-1].set_xlabel(f"effect: {unit}\nwhiskers = 95 % interval")
         set_title(fig, "Component effects: each option vs the others, other components held fixed", data)
     return fig
+
+
+def _whiskers(ax, y, value, low, high, *, capsize: float, linewidth: float) -> None:  # noqa: ANN001
+    """Black interval whiskers on horizontal bars; a missing bound draws no whisker."""
+    err = np.vstack([value - low, high - value])
+    ax.errorbar(
+        value,
+        y,
+        xerr=np.clip(np.nan_to_num(err), 0, None),
+        fmt="none",
+        ecolor="black",
+        capsize=capsize,
+        linewidth=linewidth,
+        zorder=3,
+    )
 
 
 def _ordered(part: pd.DataFrame, component: str) -> pd.DataFrame:
@@ -163,17 +168,7 @@ def oracle_correlation_bars(
                 height=0.7,
                 zorder=2,
             )
-            err = np.vstack([part["value"] - part["ci_low"], part["ci_high"] - part["value"]])
-            ax.errorbar(
-                part["value"],
-                y,
-                xerr=np.clip(np.nan_to_num(err), 0, None),
-                fmt="none",
-                ecolor="black",
-                capsize=2,
-                linewidth=0.9,
-                zorder=3,
-            )
+            _whiskers(ax, y, part["value"], part["ci_low"], part["ci_high"], capsize=2, linewidth=0.9)
             ax.axvline(0, color="black", linewidth=1.0, zorder=1)
             ax.set_xlim(
                 min(-0.1, float(np.nanmin(part["ci_low"].to_numpy(dtype=float), initial=0)) - 0.05), 1.0

@@ -69,12 +69,17 @@ class Builder:
         pooled = metrics.summarise(part, self.metric, by=(), higher_is_better=self.hib)
         return Comparison(protocol, tasks, part, ranking, pooled, top_table(ranking, pooled, top))
 
+    @property
+    def multi_protocol(self) -> bool:
+        """Whether the store holds several protocols (each then ranked under its own heading)."""
+        return len(self.comparisons) > 1
+
     def where(self, task: str | None = None, comparison: Comparison | None = None) -> str:
         """The 'on what data' line of a figure title: one task, one protocol's tasks, or all."""
         n_signals = self.n_signals
         if task:
             scope = task
-        elif comparison is not None and len(self.comparisons) > 1:
+        elif comparison is not None and self.multi_protocol:
             n = len(comparison.tasks)
             scope = f"{n} `{comparison.protocol}` task{'s' * (n > 1)}"
             n_signals = comparison.m["signal"].nunique()

@@ -119,7 +119,7 @@ def cd_diagram(b: Builder, result: dict[str, object], comparison: Comparison) ->
     (one per protocol when the store has several: ``cd_diagram__<protocol>``)."""
     ranks = result["friedman"]["mean_ranks"]
     shown = min(CD_TOP, len(ranks))
-    protocol = comparison.protocol if len(b.comparisons) > 1 else ""
+    protocol = comparison.protocol if b.multi_protocol else ""
     scope = f", `{protocol}` protocol" if protocol else ""
     b.draw(
         f"cd_diagram__{_slug_task(protocol)}" if protocol else "cd_diagram",

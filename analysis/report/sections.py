@@ -58,7 +58,7 @@ def intro(b: Builder) -> None:
 def ranking_tables(b: Builder) -> None:
     """The overall top table of each protocol (the headline comparison first), then the
     top of each task."""
-    multi = len(b.comparisons) > 1
+    multi = b.multi_protocol
     for i, c in enumerate(b.comparisons):
         scope = f": `{c.protocol}` protocol" if multi else ""
         b.doc.heading(2, f"Overall ranking{scope} (top {b.top})")
@@ -86,7 +86,7 @@ def _protocol_phrase(protocol: str) -> str:
 def statistics(b: Builder) -> None:
     """Per protocol: Friedman over its task blocks, Wilcoxon-Holm tables, the CD diagram."""
     b.doc.heading(2, "Statistical comparison across tasks")
-    multi = len(b.comparisons) > 1
+    multi = b.multi_protocol
     level = 3 + multi
     for c in b.comparisons:
         if multi:
@@ -193,7 +193,7 @@ def aliases(b: Builder) -> None:
     b.doc.heading(2, "Literature signals and references")
     quality = b.quality if b.quality is not None else pd.DataFrame(columns=["signal", "spearman"])
     rho = quality.groupby("signal")["spearman"].mean() if len(quality) else pd.Series(dtype=float)
-    multi = len(b.comparisons) > 1
+    multi = b.multi_protocol
     for c in b.comparisons:
         ranking = c.ranking
         rows = ranking[(ranking["alias"].astype(str) != "") | tables.is_ref(ranking["signal"])]
