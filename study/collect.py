@@ -1,68 +1,30 @@
 """Statistics collection: fill the taxonomy's container from a real (masked) network.
 
-One forward (and, when any signal needs gradients, one backward) over the evaluation
-batches gives, for every prunable conv: activation values and per-example gradients
-at the chosen tap point, the conv's input and the per-example gradient of its raw
-output. Per-example weight gradients follow without any per-example backward:
-``dl_n/dW[o] = sum_p dl_n/dy[n,o,p] * unfold(x)[n,:,p]`` (one einsum per conv). The loss
-is summed over the batch with BN in eval mode, so a single backward yields per-example
-gradients. The LM pass (``study.lm``) runs only when a requested signal needs it, and
-gives the weight second derivatives by the same einsum with the input squared.
+One forward over the evaluation examples (with gradient taps only when a needed pass
+asks for them), then every registered statistic pass (:mod:`study.passes`) whose
+statistics the requested signals read. The loss is summed over the batch with BN in
+eval mode, so a single backward yields per-example gradients; per-example weight
+gradients follow by one einsum per conv, without any per-example backward.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from study.graph import TAPS, tapped_module
 from study.groups import ConvLayer
-from study.lm import lm_second_derivatives
 from study.masks import MaskedModel
-from taxonomy.errors import invalid
+from study.passes import PASSES, PassContext, StatisticPass
+from taxonomy.components import Input
+from taxonomy.errors import PrunetaxError, invalid
 from taxonomy.statistics import InputStats, LayerStats, Needs
 
-__all__ = ["Collector", "per_example_weight_stat", "weight_values"]
+__all__ = ["Collector"]
 
-
-def per_example_weight_stat(conv: nn.Conv2d, inp: Tensor, seed: Tensor) -> Tensor:
-    """``[N, C_out, C_in/groups*kh*kw (+1)]``: per-example ``sum_p seed * unfold(inp)``.
-
-    With ``seed = dl_n/dy`` this is the per-example weight gradient (bias last, as
-    ``sum_p seed``); with ``inp**2`` and ``seed = h_LM`` at the conv output it is the LM
-    second derivative of the weights.
-    """
-    n, g = inp.shape[0], conv.groups
-    cols = F.unfold(inp, conv.kernel_size, conv.dilation, conv.padding, conv.stride)
-    cols = cols.view(n, g, -1, cols.shape[-1])
-    s = seed.reshape(n, g, conv.out_channels // g, -1)
-    out = torch.einsum("ngop,ngkp->ngok", s, cols).reshape(n, conv.out_channels, -1)
-    if conv.bias is not None:
-        out = torch.cat([out, seed.flatten(2).sum(-1, keepdim=True)], dim=2)
-    return out
-
-
-def weight_values(conv: nn.Conv2d) -> Tensor:
-    """``[1, C_out, E]``: each channel's filter followed by its bias (if any)."""
-    w = conv.weight.detach().flatten(1)
-    if conv.bias is not None:
-        w = torch.cat([w, conv.bias.detach()[:, None]], dim=1)
-    return w[None]
-
-
-@dataclass
-class _Batch:
-    """Per-layer tensors of one evaluation batch."""
-
-    act: list[Tensor | None]
-    act_grad: list[Tensor | None]
-    act_hess: list[Tensor | None]
-    w_grad: list[Tensor | None]
-    w_hess: list[Tensor | None]
+_ALWAYS = frozenset({(Input.WEIGHT, "value")})  # every LayerStats carries the filters
 
 
 class Collector:
@@ -87,96 +49,83 @@ class Collector:
         self.convs = [masked.model.get_submodule(layer.name) for layer in self.layers]
 
     def collect(self, batches: Sequence[tuple[Tensor, Tensor]], needs: Needs) -> list[LayerStats]:
-        """Statistics over ``batches`` of (inputs, labels), concatenated over examples."""
+        """Statistics over ``batches`` of (inputs, labels), concatenated over examples.
+
+        One pass over all eval examples: per-example statistics do not depend on batching
+        (BN in eval mode), and one large pass costs less than several small ones.
+        """
+        wanted = _with_values(needs)
+        passes = _passes_for(wanted)
         model = self.masked.model
         was_training = model.training
         model.eval()
         try:
-            # one pass over all eval examples: per-example statistics do not depend on batching
-            # (BN in eval mode), and one large pass costs less than several small ones
-            x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
-            parts = [self._batch(x, y, needs)] if needs.forward else []
+            ctx = self._forward(batches, wanted, passes)
+            found: dict[tuple[Input, str], list[Tensor]] = {}
+            for p in passes:
+                found.update({k: v for k, v in p.fn(ctx).items() if k in wanted.pairs})
         finally:
             model.train(was_training)
+            self.tapped.set_grad(False)
             self.tapped.clear()
-        return self._assemble(parts, needs)
+        return self._assemble(found, wanted)
 
-    def _batch(self, x: Tensor, y: Tensor, needs: Needs) -> _Batch:
-        tapped, n_layers = self.tapped, len(self.layers)
-        tapped.set_grad(needs.backward)
-        with torch.set_grad_enabled(needs.backward):
-            logits = tapped.module(x)
-        conv_nodes = [layer.site.conv_node for layer in self.layers]
-        tap_nodes = [layer.site.tap_node(self.tap) for layer in self.layers]
-        act = [_flat(tapped.taps[t].value) for t in tap_nodes] if needs.activation else [None] * n_layers
-        act_grad, w_grad = [None] * n_layers, [None] * n_layers
-        if needs.backward:
-            loss = F.cross_entropy(logits, y, reduction="sum")
-            names = list(dict.fromkeys(conv_nodes + tap_nodes))
-            grads = dict(
-                zip(names, torch.autograd.grad(loss, [tapped.taps[n].eps for n in names]), strict=True)
-            )
-            if "grad" in needs.activation:
-                act_grad = [_flat(grads[t]) for t in tap_nodes]
-            if "grad" in needs.weight:
-                w_grad = [
-                    per_example_weight_stat(conv, tapped.inputs[layer.name].value, grads[c])
-                    for conv, layer, c in zip(self.convs, self.layers, conv_nodes, strict=True)
-                ]
-        act_hess, w_hess = [None] * n_layers, [None] * n_layers
-        if needs.lm:
-            with torch.no_grad():
-                inputs = {layer.name: tapped.inputs[layer.name].value for layer in self.layers}
-            h = lm_second_derivatives(tapped, x)
-            if "hess" in needs.activation:
-                act_hess = [_flat(h[t]) for t in tap_nodes]
-            if "hess" in needs.weight:
-                w_hess = [
-                    per_example_weight_stat(conv, inputs[layer.name].square(), h[c])
-                    for conv, layer, c in zip(self.convs, self.layers, conv_nodes, strict=True)
-                ]
-        tapped.set_grad(False)
-        return _Batch(act, act_grad, act_hess, w_grad, w_hess)
+    def _forward(
+        self, batches: Sequence[tuple[Tensor, Tensor]], needs: Needs, passes: list[StatisticPass]
+    ) -> PassContext:
+        ctx = PassContext(self.tapped, self.layers, self.convs, self.tap, None, None, None, needs)
+        if not any(p.data for p in passes):
+            return ctx
+        ctx.x, ctx.y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
+        grad = any(p.grad for p in passes)
+        self.tapped.set_grad(grad)
+        with torch.set_grad_enabled(grad):
+            ctx.logits = self.tapped.module(ctx.x)
+        return ctx
 
-    def _assemble(self, parts: list[_Batch], needs: Needs) -> list[LayerStats]:
+    def _assemble(self, found: dict[tuple[Input, str], list[Tensor]], needs: Needs) -> list[LayerStats]:
         counts = self.masked.layer_counts()
         removed = self.masked.weights_removed().float()
         active = self.masked.active
+        has_activation = bool(needs.names(Input.ACTIVATION))
         out = []
-        for k, (layer, conv) in enumerate(zip(self.layers, self.convs, strict=True)):
+        for k, layer in enumerate(self.layers):
             c = counts[k]
-            weight = InputStats(
-                value=weight_values(conv),
-                grad=_cat([p.w_grad[k] for p in parts]) if "grad" in needs.weight else None,
-                hess=_cat([p.w_hess[k] for p in parts]) if "hess" in needs.weight else None,
-                count=c["weight"],
-                count_active=c["weight_active"],
-            )
-            activation = None
-            if needs.activation:
-                activation = InputStats(
-                    value=_cat([p.act[k] for p in parts]),
-                    grad=_cat([p.act_grad[k] for p in parts]) if "grad" in needs.activation else None,
-                    hess=_cat([p.act_hess[k] for p in parts]) if "hess" in needs.activation else None,
-                    count=c["activation"],
-                    count_active=c["activation"],
-                )
+
+            def stats(input_: Input, count: Tensor, count_active: Tensor, k: int = k) -> InputStats:
+                tensors = {name: found[(input_, name)][k] for name in sorted(needs.names(input_))}
+                return InputStats(tensors, count, count_active)
+
+            weight = stats(Input.WEIGHT, c["weight"], c["weight_active"])
+            activation = stats(Input.ACTIVATION, c["activation"], c["activation"]) if has_activation else None
             out.append(
                 LayerStats(
                     layer.name,
                     weight,
                     activation,
                     removed[layer.unit].to(weight.value.dtype),
-                    active[layer.unit].clone(),
+                    active[layer.unit],
                 )
             )
         return out
 
 
-def _flat(t: Tensor | None) -> Tensor | None:
-    return None if t is None else t.detach().flatten(2)
+def _with_values(needs: Needs) -> Needs:
+    """The needs plus the values every collected input carries (InputStats requires them)."""
+    pairs = set(needs.pairs) | _ALWAYS
+    if needs.names(Input.ACTIVATION):
+        pairs.add((Input.ACTIVATION, "value"))
+    return Needs(frozenset(pairs))
 
 
-def _cat(items: list[Tensor | None]) -> Tensor:
-    parts = [t for t in items if t is not None]
-    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=0)
+def _passes_for(needs: Needs) -> list[StatisticPass]:
+    """The registered passes that provide something needed, in registration order."""
+    passes = [PASSES.get(name) for name in PASSES if PASSES.get(name).provides & needs.pairs]
+    provided = set().union(*(p.provides for p in passes))
+    missing = sorted(f"{i.id} {name}" for i, name in needs.pairs - provided)
+    if missing:
+        raise PrunetaxError(
+            f"no registered statistic pass provides {', '.join(missing)}; register one with "
+            "`study.passes.register_pass` (see docs/extending.md)."
+        )
+    return passes

@@ -11,15 +11,18 @@ and parameters, so masks applied to the model are seen by the tapped copy.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import get_args
 
 import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
+from study.saliency import Tap
 from taxonomy.errors import PrunetaxError, invalid
 
 __all__ = [
     "TAPS",
+    "Tap",
     "ACTIVATIONS",
     "ACTIVATION_FUNCTIONS",
     "ConvSite",
@@ -29,7 +32,7 @@ __all__ = [
     "tapped_module",
 ]
 
-TAPS = ("output", "conv")
+TAPS: tuple[str, ...] = get_args(Tap)
 
 ACTIVATIONS: tuple[type[nn.Module], ...] = (
     nn.ReLU,

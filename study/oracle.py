@@ -11,12 +11,12 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
+from study.evaluation import mean_loss
 from study.masks import MaskedModel
 
-__all__ = ["unit_slices", "eval_loss", "oracle_scores"]
+__all__ = ["unit_slices", "oracle_scores"]
 
 
 def unit_slices(masked: MaskedModel) -> list[list[tuple[nn.Parameter, tuple[Tensor, ...]]]]:
@@ -43,16 +43,6 @@ def _split_by(keys: Tensor, values: Tensor) -> tuple[list[int], list[Tensor]]:
     return uniq.tolist(), list(torch.split(values, counts.tolist()))
 
 
-@torch.inference_mode()
-def eval_loss(model: nn.Module, batches: Sequence[tuple[Tensor, Tensor]]) -> float:
-    """Mean cross-entropy over ``batches`` (model in eval mode)."""
-    total, count = 0.0, 0
-    for x, y in batches:
-        total += F.cross_entropy(model(x), y, reduction="sum").item()
-        count += y.numel()
-    return total / count
-
-
 def oracle_scores(
     masked: MaskedModel,
     batches: Sequence[tuple[Tensor, Tensor]],
@@ -63,7 +53,7 @@ def oracle_scores(
     was_training = model.training
     model.eval()
     slices = unit_slices(masked) if slices is None else slices
-    base = eval_loss(model, batches)
+    base = mean_loss(model, batches)
     out = torch.full((masked.groups.n_units,), float("inf"), dtype=torch.float64)
     try:
         for u in torch.nonzero(masked.active).flatten().tolist():
@@ -73,7 +63,7 @@ def oracle_scores(
                     saved.append(param[idx].clone())
                     param[idx] = 0
             try:
-                out[u] = eval_loss(model, batches) - base
+                out[u] = mean_loss(model, batches) - base
             finally:
                 with torch.no_grad():
                     for (param, idx), values in zip(slices[u], saved, strict=True):

@@ -9,86 +9,83 @@ and writes them to the store's ``scores`` (``level = unit``) and ``oracle`` tabl
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import torch
 
-from study.protocols import Protocol
+from study.base_model import load_base
+from study.environment import LOCAL, Environment
+from study.groups import build_groups
+from study.keys import stable_key
+from study.saliency import PAPER_SALIENCY, SaliencyData
 from study.store.schema import SCHEMA_VERSION
-from study.trajectory import Workspace, unit_scores
-from study.trial import DEFAULT_CACHE, TRIAL_VERSION, load_base, saliency_batches
+from study.trial import TRIAL_VERSION
+from study.unit_scores import Workspace, unit_scores
 from taxonomy import __version__
 from taxonomy.components import Reference
 from taxonomy.spec import SignalSpec, parse
 
-__all__ = ["RankJob", "run_rank_job"]
+__all__ = ["RankJob", "run_rank_job", "execute_rank_job"]
 
 
 @dataclass(frozen=True)
 class RankJob:
+    """Every signal's unit scores and the oracle on one unpruned base model."""
+
     model: str
     dataset: str
     base_seed: int
     seed: int
     signals: tuple[str, ...]
-    tap: str = "output"
-    eval_batches: int = 2
-    eval_batch_size: int = 128
-    group_reduction: str = field(default="sum")
+    saliency: SaliencyData = field(default=PAPER_SALIENCY)
+    aggregation: str = "sum"
+
+    def as_dict(self) -> dict[str, object]:
+        """JSON-ready form (a sweep payload)."""
+        return {
+            "model": self.model,
+            "dataset": self.dataset,
+            "base_seed": self.base_seed,
+            "seed": self.seed,
+            "signals": list(self.signals),
+            "saliency": self.saliency.as_dict(),
+            "aggregation": self.aggregation,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RankJob:
+        fields = {
+            **data,
+            "signals": tuple(data["signals"]),
+            "saliency": SaliencyData.make(**data["saliency"]),
+        }
+        return cls(**fields)
 
     @property
     def run_key(self) -> str:
-        blob = json.dumps(
+        return stable_key(
             {
-                **self.__dict__,
+                **self.as_dict(),
                 "signals": sorted(self.signals),
                 "kind": "rank_quality",
                 "trial_version": TRIAL_VERSION,
                 "schema_version": SCHEMA_VERSION,
                 "prunetax": __version__,
-            },
-            sort_keys=True,
+            }
         )
-        return hashlib.sha256(blob.encode()).hexdigest()[:24]
 
 
-def run_rank_job(
-    job: RankJob,
-    *,
-    cache_dir: str | Path = DEFAULT_CACHE,
-    data_root: str | None = None,
-    device: str = "cpu",
-    download: bool = False,
-) -> tuple[list[dict], list[dict]]:
+def run_rank_job(job: RankJob, env: Environment = LOCAL) -> tuple[list[dict], list[dict]]:
     """``(scores rows, oracle rows)`` of one job (write the oracle rows last: they mark it done)."""
-    from study.groups import build_groups
-
-    base = load_base(
-        job.model,
-        job.dataset,
-        job.base_seed,
-        cache_dir=cache_dir,
-        data_root=data_root,
-        device=device,
-        download=download,
-    )
-    protocol = Protocol(
-        tap=job.tap,
-        eval_batches=job.eval_batches,
-        eval_batch_size=job.eval_batch_size,
-        group_reduction=job.group_reduction,
-    )
+    base = load_base(job.model, job.dataset, job.base_seed, env)
     splits = base.splits
     groups = build_groups(base.model, tuple(splits.train.x.shape[1:]))
-    batches, _ = saliency_batches(splits, protocol, job.seed)
+    batches, _ = job.saliency.draw(splits.eval.x, splits.eval.y, splits.indices["eval"], job.seed)
     signals = [parse(s) for s in job.signals if parse(s).reference is not Reference.ORACLE]
     signals.append(SignalSpec(reference=Reference.ORACLE))
     rngs = [torch.Generator().manual_seed(job.seed) for _ in signals]
-    ws = Workspace(base.model, groups, job.tap)
-    scores, errors = unit_scores(ws, signals, batches, job.group_reduction, rngs)
+    ws = Workspace(base.model, groups, job.saliency.tap)
+    scores, errors = unit_scores(ws, signals, batches, job.aggregation, rngs)
     if errors:
         raise next(iter(errors.values()))
     roots = [groups.group_roots[int(g)] for g in groups.unit_group]
@@ -104,7 +101,7 @@ def run_rank_job(
     score_rows = [
         {
             **common,
-            "tap": job.tap,
+            "tap": job.saliency.tap,
             "level": "unit",
             "signal": s.id,
             "layer": roots[u],
@@ -120,3 +117,14 @@ def run_rank_job(
         for u, v in enumerate(scores[-1].tolist())
     ]
     return score_rows, oracle_rows
+
+
+def execute_rank_job(job: RankJob, store, env: Environment = LOCAL) -> bool:  # noqa: ANN001 - a Store
+    """Run ``job`` unless the store holds it; write its scores, then its oracle rows (which
+    mark it done). Returns True if it ran."""
+    if store.has("oracle", job.run_key):
+        return False
+    scores, oracle = run_rank_job(job, env)
+    store.write("scores", job.run_key, scores)
+    store.write("oracle", job.run_key, oracle)
+    return True

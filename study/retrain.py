@@ -67,7 +67,7 @@ def characterise(
 ) -> int:
     """Retrain only if train accuracy (on ``probe``) fell below 90% of its initial value,
     then until it recovers, capped at ``cfg.steps``; returns the steps used."""
-    from study.train import evaluate
+    from study.evaluation import evaluate
 
     threshold = 0.9 * initial_train_acc
 

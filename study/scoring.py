@@ -7,50 +7,44 @@ used (and, optionally, the eval tensors themselves).
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Sequence
 
 import torch
 
+from study.base_model import Base
 from study.groups import build_groups
-from study.protocols import Protocol
-from study.trajectory import Workspace, unit_scores
-from study.trial import Base, saliency_batches
+from study.keys import stable_key
+from study.saliency import PAPER_SALIENCY, SaliencyData
+from study.unit_scores import Workspace, unit_scores
 from taxonomy.bank import score
-from taxonomy.spec import SignalSpec
+from taxonomy.spec import SignalSpec, parse
 from taxonomy.statistics import Needs
 
 __all__ = ["channel_scores"]
 
 
 def channel_scores(
-    base: Base,
-    signals: Sequence[SignalSpec],
-    *,
-    seed: int = 0,
-    tap: str = "output",
-    eval_batches: int = 2,
-    eval_batch_size: int = 128,
+    base: Base, signals: Sequence[SignalSpec | str], *, seed: int = 0, saliency: SaliencyData = PAPER_SALIENCY
 ) -> tuple[list[dict], dict]:
     """Rows of the ``scores`` table and the eval inputs used.
 
     Taxonomy signals are scored per conv channel; ``oracle`` and ``random`` score units,
     and each member channel of a unit carries its unit's score.
     """
-    protocol = Protocol(tap=tap, eval_batches=eval_batches, eval_batch_size=eval_batch_size)
-    splits = base.splits
+    signals = [parse(s) for s in signals]
+    splits, tap = base.splits, saliency.tap
     groups = build_groups(base.model, tuple(splits.train.x.shape[1:]))
-    batches, examples = saliency_batches(splits, protocol, seed)
+    batches, examples = saliency.draw(splits.eval.x, splits.eval.y, splits.indices["eval"], seed)
     x, y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
     ws = Workspace(base.model, groups, tap)
-    ident = {"checkpoint": base.checkpoint.get("config_hash"), "seed": seed, "tap": tap, "examples": examples}
-    run_key = hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:24]
+    ckpt = base.checkpoint
     common = {
-        "run_key": run_key,
-        "model": base.checkpoint["arch"],
-        "dataset": base.checkpoint["dataset"],
-        "base_seed": base.checkpoint["seed"],
+        "run_key": stable_key(
+            {"checkpoint": ckpt.config_hash, "seed": seed, "tap": tap, "examples": examples}
+        ),
+        "model": ckpt.arch,
+        "dataset": ckpt.dataset,
+        "base_seed": ckpt.seed,
         "seed": seed,
         "tap": tap,
         "level": "channel",
@@ -72,16 +66,8 @@ def channel_scores(
             raise next(iter(errors.values()))
         for s, values in zip(references, units, strict=True):
             rows += _rows(common, s.id, layer_names, members, values[groups.members].tolist())
-    inputs = {
-        "x": x.cpu(),
-        "y": y.cpu(),
-        "eval_indices": examples,
-        "seed": seed,
-        "tap": tap,
-        "dataset": base.checkpoint["dataset"],
-        "model": base.checkpoint["arch"],
-    }
-    return rows, inputs
+    inputs = {"x": x.cpu(), "y": y.cpu(), "eval_indices": examples, "seed": seed, "tap": tap}
+    return rows, {**inputs, "dataset": ckpt.dataset, "model": ckpt.arch}
 
 
 def _rows(

@@ -9,10 +9,7 @@ whenever it exists. Accuracies are fractions in [0, 1].
 from __future__ import annotations
 
 import contextlib
-import hashlib
-import json
 import math
-import os
 import platform
 import re
 import time
@@ -25,6 +22,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from study.checkpoint import FORMAT_VERSION, Checkpoint, SplitInfo
+from study.evaluation import evaluate
+from study.keys import stable_key
 from taxonomy.errors import PrunetaxError, invalid
 
 __all__ = [
@@ -34,30 +34,13 @@ __all__ = [
     "checkpoint_path",
     "train",
     "load_or_train",
-    "save_checkpoint",
-    "load_checkpoint",
-    "model_from_checkpoint",
-    "evaluate",
     "augment_batch",
 ]
 
-FORMAT = "prunetax-checkpoint"
-FORMAT_VERSION = 1
 # Bump when training semantics change, so cached checkpoints of the old code are not reused.
 TRAIN_VERSION = 1
 SCHEDULES = ("cosine", "step")
 AUGMENTS = ("none", "crop_flip")
-_REQUIRED = (
-    "format",
-    "format_version",
-    "arch",
-    "arch_kwargs",
-    "dataset",
-    "seed",
-    "state_dict",
-    "accuracy",
-    "config",
-)
 
 Progress = Callable[[str], None]
 
@@ -132,8 +115,7 @@ def _canonical(cfg: TrainConfig) -> dict[str, Any]:
 
 def config_hash(cfg: TrainConfig) -> str:
     """12 hex digits of SHA-256 over the resolved config (minus ``data_root``) and code version."""
-    blob = json.dumps(_canonical(cfg), sort_keys=True, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return stable_key(_canonical(cfg), 12)
 
 
 def _slug(name: str) -> str:
@@ -210,42 +192,14 @@ def _batches(n: int, batch_size: int, generator: torch.Generator) -> tuple[Tenso
     return parts[:-1] if len(parts) > 1 and len(parts[-1]) < batch_size else parts
 
 
-def evaluate(
-    model: nn.Module, x: Tensor, y: Tensor, batch_size: int = 1024, device: str | torch.device | None = None
-) -> tuple[float, float]:
-    """(accuracy in [0, 1], mean cross-entropy) of ``model`` in eval mode on preloaded tensors.
-
-    Batches are moved to ``device`` (default: where the model's parameters are); the
-    model's train/eval mode is restored afterwards.
-    """
-    if len(y) == 0:
-        return float("nan"), float("nan")
-    if device is None:
-        device = next(model.parameters(), torch.empty(0)).device
-    was_training = model.training
-    model.eval()
-    correct = torch.zeros((), dtype=torch.int64, device=device)
-    loss = torch.zeros((), dtype=torch.float64, device=device)
-    try:
-        with torch.inference_mode():
-            for i in range(0, len(y), batch_size):
-                xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
-                out = model(xb)
-                loss += F.cross_entropy(out, yb, reduction="sum").double()
-                correct += (out.argmax(1) == yb).sum()
-    finally:
-        model.train(was_training)
-    return correct.item() / len(y), loss.item() / len(y)
-
-
 def train(
     cfg: TrainConfig,
     device: str | torch.device = "cpu",
     *,
     download: bool = False,
     progress: Progress | None = None,
-) -> dict[str, Any]:
-    """Train ``cfg`` from scratch with SGD + momentum; return the checkpoint dict (not saved).
+) -> Checkpoint:
+    """Train ``cfg`` from scratch with SGD + momentum; return the checkpoint (not saved).
 
     ``progress`` receives one line per epoch. Deterministic for a given config and device.
     """
@@ -265,35 +219,29 @@ def train(
     results = {k: evaluate(model, *getattr(splits, k)) for k in ("train", "eval", "test")}
     import torchvision
 
-    return {
-        "format": FORMAT,
-        "format_version": FORMAT_VERSION,
-        "arch": cfg.model,
-        "arch_kwargs": kwargs,
-        "dataset": cfg.dataset,
-        "seed": cfg.seed,
-        "splits": {
-            "seed": cfg.split_seed,
-            "sizes": splits.sizes(),
-            "fingerprint": splits.fingerprint(),
-            "mean": list(splits.mean),
-            "std": list(splits.std),
-        },
-        "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()},
-        "accuracy": {k: acc for k, (acc, _) in results.items()},
-        "loss": {k: loss for k, (_, loss) in results.items()},
-        "config": asdict(cfg),
-        "config_hash": config_hash(cfg),
-        "history": history,
-        "versions": {
+    return Checkpoint(
+        arch=cfg.model,
+        arch_kwargs=kwargs,
+        dataset=cfg.dataset,
+        seed=cfg.seed,
+        splits=SplitInfo(
+            cfg.split_seed, splits.sizes(), splits.fingerprint(), list(splits.mean), list(splits.std)
+        ),
+        state_dict={k: v.detach().cpu() for k, v in model.state_dict().items()},
+        accuracy={k: acc for k, (acc, _) in results.items()},
+        loss={k: loss for k, (_, loss) in results.items()},
+        config=asdict(cfg),
+        config_hash=config_hash(cfg),
+        history=history,
+        versions={
             "prunetax": __version__,
             "torch": str(torch.__version__),
             "torchvision": str(torchvision.__version__),
             "python": platform.python_version(),
         },
-        "device": str(dev),
-        "wall_time_s": time.perf_counter() - start,
-    }
+        device=str(dev),
+        wall_time_s=time.perf_counter() - start,
+    )
 
 
 def _fit(
@@ -344,47 +292,6 @@ def _fit(
     return history
 
 
-def save_checkpoint(ckpt: dict[str, Any], path: str | Path) -> Path:
-    """Write ``ckpt`` atomically: a dot-prefixed temp file in the same folder, then ``os.replace``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        torch.save(ckpt, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
-
-
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read and validate a checkpoint written by :func:`train` (tensors land on the CPU)."""
-    path = Path(path)
-    if not path.is_file():
-        raise PrunetaxError(f"no checkpoint at {path}; train one with `prunetax train`.")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise PrunetaxError(
-            f"{path} is not a readable checkpoint (corrupt, or not a torch file): "
-            f"{type(err).__name__}: {str(err).splitlines()[0][:200]}"
-        ) from None
-    if not isinstance(ckpt, dict) or ckpt.get("format") != FORMAT:
-        raise PrunetaxError(
-            f"{path} is not a prunetax checkpoint (no format={FORMAT!r} entry); "
-            "pass a file written by `prunetax train`."
-        )
-    missing = [k for k in _REQUIRED if k not in ckpt]
-    if missing:
-        raise PrunetaxError(f"{path} is an incomplete prunetax checkpoint: missing {', '.join(missing)}.")
-    if ckpt["format_version"] > FORMAT_VERSION:
-        raise PrunetaxError(
-            f"{path} has checkpoint format {ckpt['format_version']}, newer than this "
-            f"prunetax understands ({FORMAT_VERSION}); upgrade prunetax."
-        )
-    return ckpt
-
-
 def load_or_train(
     cfg: TrainConfig,
     cache_dir: str | Path,
@@ -392,19 +299,10 @@ def load_or_train(
     *,
     download: bool = False,
     progress: Progress | None = None,
-) -> tuple[dict[str, Any], Path]:
+) -> tuple[Checkpoint, Path]:
     """The cached checkpoint of ``cfg`` if there is one, else train it and cache it."""
     path = checkpoint_path(cfg, cache_dir)
     if path.exists():
-        return load_checkpoint(path), path
+        return Checkpoint.load(path), path
     ckpt = train(cfg, device, download=download, progress=progress)
-    return ckpt, save_checkpoint(ckpt, path)
-
-
-def model_from_checkpoint(ckpt: dict[str, Any], device: str | torch.device = "cpu") -> nn.Module:
-    """Rebuild the trained network of ``ckpt`` (eval mode, on ``device``)."""
-    from study import models
-
-    model = models.build(ckpt["arch"], **ckpt["arch_kwargs"])
-    model.load_state_dict(ckpt["state_dict"])
-    return model.to(device).eval()
+    return ckpt, ckpt.save(path)

@@ -1,37 +1,42 @@
 """The signal bank: statistics -> scores of many signals at once (SPEC §2.2-2.4).
 
-One engine composes the registered component functions below. Work is shared: the
-element tensors of a layer are read once per needed (input, pointwise) pair, products
-like ``x*g`` are computed once and reused by ``taylor``, ``hessian_gn`` and
-``taylor2_gn``, each per-example sum feeds several reductions, and all scalings are
-applied to all base scores with tensor ops. The result is one ``[signals x channels]``
-matrix; there is no Python loop over signals x channels.
+One engine composes the registered component functions (each option's ``fn`` in
+:mod:`taxonomy.components`). Work is shared: the element tensors of a layer are read
+once per needed (input, pointwise) pair, products like ``x*g`` are computed once and
+reused by ``taylor``, ``hessian_gn`` and ``taylor2_gn``, each per-example sum feeds several
+reductions, and all scalings are applied to all base scores with tensor ops. The result
+is one ``[signals x channels]`` matrix; there is no Python loop over signals x channels.
 
-To find where a signal is computed: the pointwise measure is in ``POINTWISE``, the
-reduction in ``REDUCTIONS``, the scaling in ``SCALINGS``; :func:`score` composes them.
+To find where a signal is computed: its pointwise measure, reduction and scaling are
+records in :mod:`taxonomy.components` (``Pointwise.TAYLOR.fn`` ...); :func:`score`
+composes them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from functools import cached_property
 
 import torch
 from torch import Tensor
 
-from taxonomy.components import Input, Pointwise, Reduction, Scaling
+from taxonomy.components import Input
 from taxonomy.errors import PrunetaxError
 from taxonomy.spec import SignalSpec, parse
-from taxonomy.statistics import POINTWISE_NEEDS, InputStats, LayerStats
+from taxonomy.statistics import InputStats, LayerStats
 
-__all__ = ["score", "layer_offsets", "POINTWISE", "REDUCTIONS", "SCALINGS"]
+__all__ = ["score", "layer_offsets", "Elements", "Sums", "Layout"]
 
 
-class _Elements:
+class Elements:
     """One layer's element tensors for one input, with shared products computed once."""
 
     def __init__(self, stats: InputStats) -> None:
         self.stats = stats
+
+    def __getitem__(self, name: str) -> Tensor:
+        """Any collected statistic by name (``e["grad"]``)."""
+        return self.stats[name]
 
     @property
     def x(self) -> Tensor:
@@ -39,11 +44,11 @@ class _Elements:
 
     @property
     def g(self) -> Tensor:
-        return self.stats.grad  # type: ignore[return-value]
+        return self.stats["grad"]
 
     @property
     def h(self) -> Tensor:
-        return self.stats.hess  # type: ignore[return-value]
+        return self.stats["hess"]
 
     @cached_property
     def xg(self) -> Tensor:
@@ -58,20 +63,7 @@ class _Elements:
         return 0.5 * self.x.square() * self.h
 
 
-POINTWISE: dict[Pointwise, Callable[[_Elements], Tensor]] = {
-    Pointwise.VALUE: lambda e: e.x,
-    Pointwise.GRADIENT: lambda e: e.g,
-    Pointwise.TAYLOR: lambda e: -e.xg,
-    Pointwise.HESSIAN_LM: lambda e: e.half_x2h,
-    Pointwise.HESSIAN_GN: lambda e: e.half_xg2,
-    Pointwise.TAYLOR2_LM: lambda e: e.half_x2h - e.xg,
-    Pointwise.TAYLOR2_GN: lambda e: e.half_xg2 - e.xg,
-    Pointwise.APOZ: lambda e: (e.x > 0).to(e.x.dtype),
-}
-"""f(x) per element and example, broadcast to ``[N, C, E]``."""
-
-
-class _Sums:
+class Sums:
     """Per-example element sums of one pointwise tensor ``f``: each computed once."""
 
     def __init__(self, f: Tensor) -> None:
@@ -90,17 +82,7 @@ class _Sums:
         return self.f.square().sum(-1)
 
 
-REDUCTIONS: dict[Reduction, Callable[[_Sums], Tensor]] = {
-    Reduction.SUM: lambda z: z.signed.mean(0),
-    Reduction.L1: lambda z: z.absolute.mean(0),
-    Reduction.L2: lambda z: z.squares.mean(0),
-    Reduction.ABS_SUM: lambda z: z.signed.abs().mean(0),
-    Reduction.SQR_SUM: lambda z: z.signed.square().mean(0),
-}
-"""Per-example reduction over a channel's elements, then the mean over examples: ``[C]``."""
-
-
-class _Layout:
+class Layout:
     """Where each layer's channels sit in the concatenated channel axis."""
 
     def __init__(self, layers: Sequence[LayerStats]) -> None:
@@ -121,21 +103,6 @@ class _Layout:
         return torch.cat([getattr(layer.stats_for(input_), attr) for layer in self.layers])
 
 
-def _nonzero(d: Tensor) -> Tensor:
-    return torch.where(d == 0, torch.ones((), dtype=d.dtype), d)
-
-
-SCALINGS: dict[Scaling, Callable[[Tensor, _Layout, Input], Tensor]] = {
-    Scaling.NONE: lambda s, lay, i: torch.ones_like(s),
-    Scaling.L1: lambda s, lay, i: _nonzero(lay.per_layer_sum(s.abs())),
-    Scaling.L2: lambda s, lay, i: _nonzero(lay.per_layer_sum(s.square()).sqrt()),
-    Scaling.L0: lambda s, lay, i: _nonzero(lay.counts(i, "count").to(s.dtype)).expand_as(s),
-    Scaling.L0_ACTIVE: lambda s, lay, i: _nonzero(lay.counts(i, "count_active").to(s.dtype)).expand_as(s),
-    Scaling.WEIGHTS_REMOVED: lambda s, lay, i: _nonzero(lay.weights_removed.to(s.dtype)).expand_as(s),
-}
-"""Denominator D of ``S' = S / D``, given base scores ``S [K, C]`` of one input type."""
-
-
 def layer_offsets(layers: Sequence[LayerStats]) -> dict[str, slice]:
     """Column slice of each layer (by name) in the score matrix."""
     out, start = {}, 0
@@ -146,7 +113,7 @@ def layer_offsets(layers: Sequence[LayerStats]) -> dict[str, slice]:
 
 
 def _check_available(spec: SignalSpec, layers: Sequence[LayerStats]) -> None:
-    need = POINTWISE_NEEDS[spec.pointwise]
+    need = spec.pointwise.needs
     for layer in layers:
         try:
             have = layer.stats_for(spec.input).available()
@@ -160,19 +127,19 @@ def _check_available(spec: SignalSpec, layers: Sequence[LayerStats]) -> None:
             )
 
 
-def _base_scores(keys: list[tuple[Input, Pointwise, Reduction]], layers: Sequence[LayerStats]) -> Tensor:
+def _base_scores(keys: list[tuple], layers: Sequence[LayerStats]) -> Tensor:
     """Unscaled scores ``[K, C]`` for each (input, pointwise, reduction) key."""
-    pairs: dict[tuple[Input, Pointwise], list[int]] = {}
+    pairs: dict[tuple, list[int]] = {}
     for k, (i, p, _) in enumerate(keys):
         pairs.setdefault((i, p), []).append(k)
     columns = []
     for layer in layers:
         col = [None] * len(keys)
-        elements = {i: _Elements(layer.stats_for(i)) for i in {i for i, _ in pairs}}
+        elements = {i: Elements(layer.stats_for(i)) for i in {i for i, _ in pairs}}
         for (i, p), rows in pairs.items():
-            sums = _Sums(POINTWISE[p](elements[i]))
+            sums = Sums(p.fn(elements[i]))
             for k in rows:
-                col[k] = REDUCTIONS[keys[k][2]](sums)
+                col[k] = keys[k][2].fn(sums)
         columns.append(torch.stack(col))
     return torch.cat(columns, dim=1)
 
@@ -204,14 +171,13 @@ def score(signals: Sequence[SignalSpec | str], layers: Sequence[LayerStats]) -> 
         _check_available(spec, layers)
     keys = list(dict.fromkeys((s.input, s.pointwise, s.reduction) for s in specs))
     base = _base_scores(keys, layers)
-    layout = _Layout(layers)
+    layout = Layout(layers)
     row_of = {key: k for k, key in enumerate(keys)}
     out = base.new_empty(len(specs), base.shape[1])
-    for i in Input:
-        for sc in Scaling:
-            idx = [n for n, s in enumerate(specs) if s.input is i and s.scaling is sc]
-            if not idx:
-                continue
-            rows = base[[row_of[(specs[n].input, specs[n].pointwise, specs[n].reduction)] for n in idx]]
-            out[idx] = rows / SCALINGS[sc](rows, layout, i)
+    groups: dict[tuple, list[int]] = {}
+    for n, s in enumerate(specs):
+        groups.setdefault((s.input, s.scaling), []).append(n)
+    for (i, sc), idx in groups.items():
+        rows = base[[row_of[(specs[n].input, specs[n].pointwise, specs[n].reduction)] for n in idx]]
+        out[idx] = rows / sc.fn(rows, layout, i)
     return out

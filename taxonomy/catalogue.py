@@ -14,6 +14,7 @@ from taxonomy.equivalence import (
     representative,
     rule_of,
 )
+from taxonomy.options import space_version
 from taxonomy.spec import SignalSpec, all_cells
 
 __all__ = ["Cell", "catalogue", "describe", "formula_text", "formula_latex"]
@@ -96,7 +97,12 @@ def describe(spec: SignalSpec) -> Cell:
     )
 
 
-@cache
 def catalogue() -> tuple[Cell, ...]:
-    """All 480 cells, in component order."""
+    """Every cell of the space (480 built in), in component order."""
+    return _catalogue(space_version())
+
+
+@cache
+def _catalogue(version: int) -> tuple[Cell, ...]:
+    del version  # the cache key: registering an option rebuilds the catalogue
     return tuple(describe(cell) for cell in all_cells())

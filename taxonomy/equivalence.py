@@ -41,6 +41,7 @@ from taxonomy.components import Input as I
 from taxonomy.components import Pointwise as P
 from taxonomy.components import Reduction as R
 from taxonomy.components import Scaling as S
+from taxonomy.options import space_version
 from taxonomy.spec import SignalSpec, all_cells
 
 __all__ = [
@@ -94,9 +95,14 @@ def representative(spec: SignalSpec) -> SignalSpec:
     return spec
 
 
-@cache
 def classes() -> dict[SignalSpec, tuple[SignalSpec, ...]]:
-    """Representative -> members (in cell order) over all 480 cells."""
+    """Representative -> members (in cell order) over every cell of the space."""
+    return _classes(space_version())
+
+
+@cache
+def _classes(version: int) -> dict[SignalSpec, tuple[SignalSpec, ...]]:
+    del version  # the cache key: registering an option rebuilds the classes
     out: dict[SignalSpec, list[SignalSpec]] = defaultdict(list)
     for cell in all_cells():
         out[representative(cell)].append(cell)

@@ -14,7 +14,15 @@ __all__ = ["PrunetaxError", "close_matches", "invalid"]
 
 
 class PrunetaxError(ValueError):
-    """A user-facing error: the message names the problem and the fix."""
+    """A user-facing error: the message names the problem and the fix.
+
+    ``key`` optionally names the parameter at fault, so that a caller reading a file (a
+    sweep spec) can point at its line.
+    """
+
+    def __init__(self, message: str, *, key: str | None = None) -> None:
+        super().__init__(message)
+        self.key = key
 
 
 def close_matches(value: str, choices: Iterable[str], n: int = 3) -> list[str]:

@@ -1,7 +1,8 @@
 """A small generic registry: one record per name, duplicate names are errors.
 
-Used for models, datasets and protocols in ``study``; an unknown name raises a
-:class:`~taxonomy.errors.PrunetaxError` listing close matches and every valid name.
+Used for models, datasets, protocols, statistic passes and reference scorers in ``study``;
+an unknown name raises a :class:`~taxonomy.errors.PrunetaxError` listing close matches and
+every valid name.
 """
 
 from __future__ import annotations
@@ -36,6 +37,10 @@ class Registry(Generic[T]):
         self._items[name] = item
         return item
 
+    def remove(self, name: str) -> None:
+        """Unregister ``name`` (plug-ins and tests clean up with this); unknown names are ignored."""
+        self._items.pop(name, None)
+
     def register(self, name: str) -> Callable[[T], T]:
         """Decorator form of :meth:`add`."""
         return lambda item: self.add(name, item)
@@ -46,6 +51,10 @@ class Registry(Generic[T]):
             return self._items[name]
         except KeyError:
             raise invalid(self.kind, name, self._items) from None
+
+    def values(self) -> list[T]:
+        """All registered items, in registration order."""
+        return list(self._items.values())
 
     def names(self) -> list[str]:
         """All registered names, in registration order."""

@@ -1,15 +1,18 @@
 """The statistics container: everything the signal bank needs, collected once.
 
 The collector in ``study.collect`` fills one :class:`LayerStats` per prunable conv from
-a forward/backward (and optional LM second-derivative) pass over the evaluation
-batches; the bank in :mod:`taxonomy.bank` turns a list of them into scores for any
-number of signals at once. Shapes use N = evaluation examples, C = output channels of
-the conv, E = elements per channel of the input set.
+the registered statistic passes (forward values, per-example gradients, the LM
+second-derivative pass, ...); the bank in :mod:`taxonomy.bank` turns a list of them into
+scores for any number of signals at once. Shapes use N = evaluation examples, C = output
+channels of the conv, E = elements per channel of the input set.
 
 Conventions
 -----------
-* Gradients and LM second derivatives are **per example**: ``grad[n] = dl_n/dx`` where
-  ``l_n`` is example n's cross-entropy (BN in eval mode, loss summed over the batch).
+* Statistics are named tensors: ``value`` ``[Nv, C, E]`` (``Nv = 1`` for weights, which are
+  data-free), and per-example statistics ``[N, C, E]`` such as ``grad`` (``dl_n/dx``, where
+  ``l_n`` is example n's cross-entropy, BN in eval mode, loss summed over the batch) and
+  ``hess`` (the per-example LM diagonal second derivative, >= 0). A pointwise measure says
+  which names it reads (:attr:`taxonomy.components.Pointwise.needs`).
 * ``weight`` elements of channel i are its filter ``W[i].flatten()`` followed by its bias
   ``b_i`` when the conv has one: ``E = C_in/groups * kh * kw (+1)``.
 * ``activation`` elements of channel i are its feature map ``A[n, i].flatten()``
@@ -19,42 +22,26 @@ Conventions
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
-import torch
 from torch import Tensor
 
-from taxonomy.components import Input, Pointwise
+from taxonomy.components import Input
 from taxonomy.errors import PrunetaxError
 
-__all__ = ["InputStats", "LayerStats", "Needs", "POINTWISE_NEEDS"]
-
-POINTWISE_NEEDS: dict[Pointwise, frozenset[str]] = {
-    Pointwise.VALUE: frozenset({"value"}),
-    Pointwise.GRADIENT: frozenset({"grad"}),
-    Pointwise.TAYLOR: frozenset({"value", "grad"}),
-    Pointwise.HESSIAN_LM: frozenset({"value", "hess"}),
-    Pointwise.HESSIAN_GN: frozenset({"value", "grad"}),
-    Pointwise.TAYLOR2_LM: frozenset({"value", "grad", "hess"}),
-    Pointwise.TAYLOR2_GN: frozenset({"value", "grad"}),
-    Pointwise.APOZ: frozenset({"value"}),
-}
-"""Which tensors (``value``, ``grad``, ``hess``) each pointwise measure reads."""
+__all__ = ["InputStats", "LayerStats", "Needs"]
 
 
 @dataclass(frozen=True)
 class InputStats:
-    """One input type's tensors for one layer.
+    """One input type's statistics for one layer.
 
     Attributes
     ----------
-    value
-        ``[Nv, C, E]`` element values x. ``Nv = 1`` for weights (data-free), ``N`` for
-        activations.
-    grad
-        ``[N, C, E]`` per-example gradients ``dl_n/dx``, or None if not collected.
-    hess
-        ``[N, C, E]`` per-example LM diagonal second derivatives (>= 0), or None.
+    tensors
+        Statistic name -> tensor: ``value`` ``[Nv, C, E]`` always; every other statistic
+        ``[N, C, E]`` with the same N.
     count
         ``[C]`` cardinality of the element set at original size (``l0`` scaling):
         weight ``C_in/groups*kh*kw`` (bias not counted), activation ``H*W``.
@@ -62,33 +49,46 @@ class InputStats:
         ``[C]`` the same, counting only active input channels (``l0_active``).
     """
 
-    value: Tensor
-    grad: Tensor | None = None
-    hess: Tensor | None = None
-    count: Tensor = field(default_factory=lambda: torch.empty(0))
-    count_active: Tensor = field(default_factory=lambda: torch.empty(0))
+    tensors: Mapping[str, Tensor]
+    count: Tensor
+    count_active: Tensor
 
     def __post_init__(self) -> None:
-        if self.value.dim() != 3:
-            raise PrunetaxError(f"`value` must be [N, C, E]; got shape {tuple(self.value.shape)}.")
-        _, c, e = self.value.shape
-        for name in ("grad", "hess"):
-            t = getattr(self, name)
-            if t is not None and (t.dim() != 3 or tuple(t.shape[1:]) != (c, e)):
-                raise PrunetaxError(f"`{name}` must be [N, {c}, {e}]; got {tuple(t.shape)}.")
-        if self.grad is not None and self.hess is not None and self.grad.shape != self.hess.shape:
-            raise PrunetaxError("`grad` and `hess` must have the same number of examples.")
+        if "value" not in self.tensors:
+            raise PrunetaxError("statistics must include `value` (the elements themselves).")
+        value = self.tensors["value"]
+        if value.dim() != 3:
+            raise PrunetaxError(f"`value` must be [N, C, E]; got shape {tuple(value.shape)}.")
+        _, c, e = value.shape
+        examples = set()
+        for name, t in self.tensors.items():
+            if name != "value":
+                if t.dim() != 3 or tuple(t.shape[1:]) != (c, e):
+                    raise PrunetaxError(f"`{name}` must be [N, {c}, {e}]; got {tuple(t.shape)}.")
+                examples.add(t.shape[0])
+        if len(examples) > 1:
+            raise PrunetaxError("per-example statistics must have the same number of examples.")
         for name in ("count", "count_active"):
             if tuple(getattr(self, name).shape) != (c,):
                 raise PrunetaxError(f"`{name}` must be [{c}]; got {tuple(getattr(self, name).shape)}.")
+
+    @property
+    def value(self) -> Tensor:
+        return self.tensors["value"]
+
+    def __getitem__(self, name: str) -> Tensor:
+        return self.tensors[name]
+
+    def get(self, name: str) -> Tensor | None:
+        return self.tensors.get(name)
 
     @property
     def channels(self) -> int:
         return self.value.shape[1]
 
     def available(self) -> frozenset[str]:
-        """Names of the tensors present."""
-        return frozenset(n for n in ("value", "grad", "hess") if getattr(self, n) is not None)
+        """Names of the statistics present."""
+        return frozenset(self.tensors)
 
 
 @dataclass(frozen=True)
@@ -100,7 +100,7 @@ class LayerStats:
     name
         Qualified module name of the conv (``layer1.0.conv1``).
     weight, activation
-        Per-input tensors; ``activation`` is None when only weight signals are needed.
+        Per-input statistics; ``activation`` is None when only weight signals are needed.
     weights_removed
         ``[C]`` weights removed transitively if the channel (its coupled group) is pruned,
         at the current state of the network (``weights_removed`` scaling).
@@ -130,7 +130,7 @@ class LayerStats:
         return self.weight.channels
 
     def stats_for(self, input_: Input) -> InputStats:
-        """The tensors of one input type (raises if not collected)."""
+        """The statistics of one input type (raises if not collected)."""
         stats = self.weight if input_ is Input.WEIGHT else self.activation
         if stats is None:
             raise PrunetaxError(f"layer {self.name}: no {input_.id} statistics were collected.")
@@ -139,31 +139,24 @@ class LayerStats:
 
 @dataclass(frozen=True)
 class Needs:
-    """What a set of signals requires from the collector, per input type."""
+    """The statistics a set of signals reads: (input, statistic name) pairs."""
 
-    weight: frozenset[str] = frozenset()
-    activation: frozenset[str] = frozenset()
+    pairs: frozenset[tuple[Input, str]] = field(default_factory=frozenset)
 
     @classmethod
-    def of(cls, signals) -> Needs:  # noqa: ANN001 - iterable of SignalSpec
-        """Union of the tensors read by ``signals`` (references need nothing here)."""
-        need = {Input.WEIGHT: set(), Input.ACTIVATION: set()}
-        for s in signals:
-            if not s.is_reference:
-                need[s.input] |= POINTWISE_NEEDS[s.pointwise]
-        return cls(frozenset(need[Input.WEIGHT]), frozenset(need[Input.ACTIVATION]))
+    def of(cls, signals: Iterable) -> Needs:  # iterable of SignalSpec
+        """Union of the statistics read by ``signals`` (references need none here)."""
+        pairs = {(s.input, name) for s in signals if not s.is_reference for name in s.pointwise.needs}
+        return cls(frozenset(pairs))
 
-    @property
-    def backward(self) -> bool:
-        """True if any per-example gradient is needed."""
-        return "grad" in self.weight or "grad" in self.activation
+    @classmethod
+    def from_names(cls, by_input: Mapping[Input, Iterable[str]]) -> Needs:
+        """``{Input.WEIGHT: {"value", "grad"}, ...}`` as a :class:`Needs`."""
+        return cls(frozenset((i, name) for i, names in by_input.items() for name in names))
 
-    @property
-    def lm(self) -> bool:
-        """True if the LM second-derivative pass is needed."""
-        return "hess" in self.weight or "hess" in self.activation
+    def names(self, input_: Input) -> frozenset[str]:
+        """Statistic names needed for one input type."""
+        return frozenset(name for i, name in self.pairs if i is input_)
 
-    @property
-    def forward(self) -> bool:
-        """True if a data pass is needed at all (weight values alone are data-free)."""
-        return bool(self.activation) or bool(self.weight - {"value"})
+    def __bool__(self) -> bool:
+        return bool(self.pairs)

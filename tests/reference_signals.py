@@ -75,8 +75,8 @@ def _unscaled(spec: SignalSpec, stats: InputStats) -> list[float]:
     """S_i of every channel of one layer: mean over examples of the per-example reduction."""
     p, r = spec.pointwise, spec.reduction
     value = _as_list(stats.value)
-    grad = _as_list(stats.grad) if p in _READS_GRAD else None
-    hess = _as_list(stats.hess) if p in _READS_HESS else None
+    grad = _as_list(stats.get("grad")) if p in _READS_GRAD else None
+    hess = _as_list(stats.get("hess")) if p in _READS_HESS else None
     if p in _READS_GRAD and grad is None:
         raise PrunetaxError(f"reference: {spec.id} needs grad")
     if p in _READS_HESS and hess is None:
@@ -199,18 +199,22 @@ def random_layers(
         w_mask = (own[:, None] & keep[None, :]).to(dtype)
         e_w = c_in * k * k + int(bias)
         weight = InputStats(
-            value=randn(1, c, e_w) * w_mask,
-            grad=randn(n, c, e_w) * w_mask,
-            hess=randn(n, c, e_w).abs() * w_mask,
+            {
+                "value": randn(1, c, e_w) * w_mask,
+                "grad": randn(n, c, e_w) * w_mask,
+                "hess": randn(n, c, e_w).abs() * w_mask,
+            },
             count=torch.full((c,), c_in * k * k),
             count_active=torch.full((c,), int(in_active.sum()) * k * k),
         )
         a_mask = own[None, :, None].to(dtype)
         a_value = randn(n, c, hw) * (torch.rand(n, c, hw, generator=gen) > 0.2).to(dtype)
         activation = InputStats(
-            value=a_value * a_mask,
-            grad=randn(n, c, hw) * a_mask,
-            hess=randn(n, c, hw).abs() * a_mask,
+            {
+                "value": a_value * a_mask,
+                "grad": randn(n, c, hw) * a_mask,
+                "hess": randn(n, c, hw).abs() * a_mask,
+            },
             count=torch.full((c,), hw),
             count_active=torch.full((c,), hw),
         )

@@ -63,9 +63,11 @@ def test_data_is_what_the_tests_claim(generic: list[LayerStats]) -> None:
     assert all(len(set(layer.weights_removed[layer.active].tolist())) > 1 for layer in generic[:2])
     for layer in generic:
         act = layer.activation
-        assert (layer.weight.hess >= 0).all() and (act.hess >= 0).all()
+        assert (layer.weight["hess"] >= 0).all() and (act["hess"] >= 0).all()
         assert (act.value > 0).any() and (act.value < 0).any() and (act.value[:, layer.active] == 0).any()
-        assert (act.value[:, ~layer.active] == 0).all() and (layer.weight.grad[:, ~layer.active] == 0).all()
+        assert (act.value[:, ~layer.active] == 0).all() and (
+            layer.weight["grad"][:, ~layer.active] == 0
+        ).all()
 
 
 @pytest.mark.parametrize("cell", CELLS, ids=lambda s: s.id)
@@ -82,9 +84,11 @@ def test_bank_matches_reference(
 def test_reference_is_not_trivial() -> None:
     """The oracle itself, on a hand-computed case: one layer, one channel, two examples."""
     weight = InputStats(
-        value=torch.tensor([[[2.0, -1.0]]], dtype=torch.float64),
-        grad=torch.tensor([[[1.0, 3.0]], [[-1.0, 0.5]]], dtype=torch.float64),
-        hess=torch.tensor([[[1.0, 2.0]], [[0.0, 4.0]]], dtype=torch.float64),
+        {
+            "value": torch.tensor([[[2.0, -1.0]]], dtype=torch.float64),
+            "grad": torch.tensor([[[1.0, 3.0]], [[-1.0, 0.5]]], dtype=torch.float64),
+            "hess": torch.tensor([[[1.0, 2.0]], [[0.0, 4.0]]], dtype=torch.float64),
+        },
         count=torch.tensor([2]),
         count_active=torch.tensor([1]),
     )
@@ -127,9 +131,7 @@ def test_single_calls_agree_with_batched(batched: dict[str, torch.Tensor], gener
 def _permute(layer: LayerStats, perm: torch.Tensor) -> LayerStats:
     def stats(s: InputStats) -> InputStats:
         return InputStats(
-            value=s.value[:, perm],
-            grad=s.grad[:, perm],
-            hess=s.hess[:, perm],
+            {name: t[:, perm] for name, t in s.tensors.items()},
             count=s.count[perm],
             count_active=s.count_active[perm],
         )
@@ -181,10 +183,11 @@ def test_reference_signals_are_refused(ref: str, generic: list[LayerStats]) -> N
 def test_missing_tensor_names_the_signal(
     input_: str, tensor: str, ident: str, generic: list[LayerStats]
 ) -> None:
-    layers = [
-        dataclasses.replace(layer, **{input_: dataclasses.replace(getattr(layer, input_), **{tensor: None})})
-        for layer in generic
-    ]
+    def drop(stats: InputStats) -> InputStats:
+        kept = {name: t for name, t in stats.tensors.items() if name != tensor}
+        return dataclasses.replace(stats, tensors=kept)
+
+    layers = [dataclasses.replace(layer, **{input_: drop(getattr(layer, input_))}) for layer in generic]
     with pytest.raises(PrunetaxError, match=ident) as info:
         score(["activation-value-sum-none", ident], layers)
     assert tensor in str(info.value)

@@ -102,9 +102,9 @@ def test_scores_cover_every_channel_and_cross_check(model_cache, tmp_path):
     inputs = torch.load(dump)
     assert inputs["x"].shape == (256, 1, 8, 8) and len(inputs["eval_indices"]) == 256
     # independent cross-check: mean activation (sum over the map, mean over examples) of the first conv
-    from study.train import load_checkpoint, model_from_checkpoint
+    from study.checkpoint import Checkpoint
 
-    model = model_from_checkpoint(load_checkpoint(ckpt))
+    model = Checkpoint.load(ckpt).build_model()
     first = model.features[2]  # ReLU after conv 0 and BN: the `output` tap of features.0
     with torch.no_grad():
         seen = {}

@@ -12,11 +12,12 @@ from study.collect import Collector
 from study.groups import build_groups
 from study.masks import MaskedModel
 from taxonomy.bank import score
+from taxonomy.components import Input
 from taxonomy.spec import parse
 from taxonomy.statistics import Needs
 from tests.nets import NETS, batch, make
 
-ALL = Needs(weight=frozenset({"value", "grad", "hess"}), activation=frozenset({"value", "grad", "hess"}))
+ALL = Needs.from_names({Input.WEIGHT: {"value", "grad", "hess"}, Input.ACTIVATION: {"value", "grad", "hess"}})
 
 
 def _collect(name: str, tap: str = "output", prune: tuple[int, ...] = ()):
@@ -64,10 +65,10 @@ def test_per_example_gradients_match_single_example_backward(name, tap):
             ref = conv.weight.grad.flatten(1)
             if conv.bias is not None:
                 ref = torch.cat([ref, conv.bias.grad[:, None]], 1)
-            torch.testing.assert_close(layer.weight.grad[n], ref, atol=1e-5, rtol=1e-4)
+            torch.testing.assert_close(layer.weight["grad"][n], ref, atol=1e-5, rtol=1e-4)
             torch.testing.assert_close(layer.activation.value[n], seen[layer.name][0].detach().flatten(1))
             torch.testing.assert_close(
-                layer.activation.grad[n], seen[layer.name].grad[0].flatten(1), atol=1e-6, rtol=1e-4
+                layer.activation["grad"][n], seen[layer.name].grad[0].flatten(1), atol=1e-6, rtol=1e-4
             )
 
 
@@ -77,10 +78,10 @@ def test_pruned_channels_read_zero():
         dead = ~masked.active[info.unit]
         for t in (
             layer.weight.value,
-            layer.weight.grad,
+            layer.weight["grad"],
             layer.activation.value,
-            layer.activation.grad,
-            layer.activation.hess,
+            layer.activation["grad"],
+            layer.activation["hess"],
         ):
             assert t[:, dead].abs().max() == 0 if dead.any() else True
         assert not layer.active[dead].any()
@@ -114,8 +115,8 @@ def test_lm_pass_matches_hand_derivation():
             h_y = h_z * (pre > 0)  # conv output
             h_w = torch.einsum("nohw,nihw->noi", h_y, x.square())
         expected = h_z if tap == "output" else h_y
-        torch.testing.assert_close(layer.activation.hess, expected.flatten(2))
-        torch.testing.assert_close(layer.weight.hess, h_w)
+        torch.testing.assert_close(layer.activation["hess"], expected.flatten(2))
+        torch.testing.assert_close(layer.weight["hess"], h_w)
 
 
 def _squared_jacobian_chain(model: nn.Module, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -149,18 +150,18 @@ def test_lm_pass_matches_squared_jacobians():
     ref = _squared_jacobian_chain(model, x[:2])  # explicit Jacobians are slow: two examples
     by_name = {layer.name: layer for layer in stats}
     torch.testing.assert_close(
-        by_name["conv1"].activation.hess[:2], ref["relu1"].flatten(2), atol=1e-6, rtol=1e-4
+        by_name["conv1"].activation["hess"][:2], ref["relu1"].flatten(2), atol=1e-6, rtol=1e-4
     )
     torch.testing.assert_close(
-        by_name["conv2"].activation.hess[:2], ref["relu2"].flatten(2), atol=1e-6, rtol=1e-4
+        by_name["conv2"].activation["hess"][:2], ref["relu2"].flatten(2), atol=1e-6, rtol=1e-4
     )
     _, _, _, _, conv_stats = _collect("chain", tap="conv")
     by_name = {layer.name: layer for layer in conv_stats}
     torch.testing.assert_close(
-        by_name["conv1"].activation.hess[:2], ref["conv1"].flatten(2), atol=1e-6, rtol=1e-4
+        by_name["conv1"].activation["hess"][:2], ref["conv1"].flatten(2), atol=1e-6, rtol=1e-4
     )
     torch.testing.assert_close(
-        by_name["conv2"].activation.hess[:2], ref["conv2"].flatten(2), atol=1e-6, rtol=1e-4
+        by_name["conv2"].activation["hess"][:2], ref["conv2"].flatten(2), atol=1e-6, rtol=1e-4
     )
 
 

@@ -72,7 +72,7 @@ def test_counts() -> None:
 def test_merged_cells_rank_identically(seed: int) -> None:
     layers = random_layers(SHAPES, n=4, seed=seed, dead=1 if seed == 2 else None, masked=seed != 1)
     for layer in layers:  # the rules' preconditions
-        assert (layer.weight.hess >= 0).all() and (layer.activation.hess >= 0).all()
+        assert (layer.weight["hess"] >= 0).all() and (layer.activation["hess"] >= 0).all()
         assert torch.equal(layer.activation.count, layer.activation.count_active)
     scores = score(CELLS, layers)
     merged = 0
@@ -178,8 +178,12 @@ def _conv_layer(seed: int) -> LayerStats:
         w_grads.append(torch.cat([conv.weight.grad.flatten(1), conv.bias.grad[:, None]], 1))
     w_value = torch.cat([conv.weight.detach().flatten(1), conv.bias.detach()[:, None]], 1)[None]
     ones = torch.ones(c, dtype=torch.long)
-    weight = InputStats(w_value, torch.stack(w_grads), None, ones * c_in * k * k, ones * c_in * k * k)
-    activation = InputStats(torch.stack(a_values), torch.stack(a_grads), None, ones * hw * hw, ones * hw * hw)
+    weight = InputStats(
+        {"value": w_value, "grad": torch.stack(w_grads)}, ones * c_in * k * k, ones * c_in * k * k
+    )
+    activation = InputStats(
+        {"value": torch.stack(a_values), "grad": torch.stack(a_grads)}, ones * hw * hw, ones * hw * hw
+    )
     removed = torch.tensor([40, 41, 42, 43])
     return LayerStats("conv", weight, activation, removed, torch.ones(c, dtype=torch.bool))
 
@@ -205,9 +209,7 @@ def test_conditional_rule_5_holds_for_non_negative_values() -> None:
             layer.name,
             layer.weight,
             InputStats(
-                layer.activation.value.clamp(min=0),
-                None,
-                None,
+                {"value": layer.activation.value.clamp(min=0)},
                 layer.activation.count,
                 layer.activation.count_active,
             ),

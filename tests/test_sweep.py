@@ -58,7 +58,7 @@ def test_spec_expands_to_the_expected_trials(tmp_path):
     ("extra", "where", "needle"),
     [
         ("retrain_step = 3\n", "[[runs]] #1.retrain_step (line 18)", "retrain_steps"),
-        ("stop_acc = 140\n", "[[runs]] #1.stop_acc (line 18)", "percentage"),
+        ("stop_acc = 140\n", "[[runs]] #1.stop_acc (line 18)", "less than or equal to 100"),
         ('[[runs]]\nprotocol = "sensitivty"\n', "[[runs]] #2.protocol (line 19)", "sensitivity"),
         ('[[runs]]\nsignals = ["taylor_f0"]\n', "[[runs]] #2.signals (line 19)", "taylor_fo"),
         ("[bogus]\n", "[bogus]", "unknown section"),

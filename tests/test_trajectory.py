@@ -7,33 +7,44 @@ import math
 import pytest
 import torch
 
+from study.evaluation import mean_loss as eval_loss
 from study.groups import build_groups
 from study.masks import MaskedModel
-from study.oracle import eval_loss, oracle_scores
-from study.protocols import Protocol
-from study.retrain import RetrainSettings
-from study.trajectory import Setup, run_protocol
+from study.oracle import oracle_scores
+from study.protocols import make_protocol
+from study.trajectory import Setup
 from taxonomy.spec import parse
 from tests.nets import CLASSES, batch, make
 
 TIMING = {"t_stats", "t_score", "t_prune", "t_retrain", "t_eval"}
+RETRAIN = dict(retrain_steps=3, retrain_lr=0.05, retrain_weight_decay=1e-4, retrain_batch_size=8)
 
 
-def _setup(protocol: Protocol, name: str = "residual", seed: int = 0) -> Setup:
+def Protocol(name: str = "sensitivity", **params):  # noqa: N802 - reads like the old constructor
+    if name in ("retrain", "characterise"):
+        params = {**RETRAIN, **params}
+    return make_protocol(name, **params)
+
+
+def _setup(protocol, name: str = "residual", seed: int = 0) -> Setup:
     model, shape = make(name)
     x, y = batch(name, n=48, seed=3)
     tx, ty = batch(name, n=40, seed=4)
-    return Setup(
+    setup = Setup(
         model=model,
         groups=build_groups(model, shape),
-        protocol=protocol,
         eval_batches=[(x[:24], y[:24]), (x[24:], y[24:])],
         test=(tx, ty),
         train=(x, y),
         reference_acc=100.0 / CLASSES[name],
         seed=seed,
-        retrain=RetrainSettings(steps=3, lr=0.05, momentum=0.9, weight_decay=1e-4, batch_size=8),
     )
+    setup.protocol = protocol
+    return setup
+
+
+def run_protocol(setup: Setup, signals):
+    return setup.protocol.run(setup, signals)
 
 
 def _strip(rows: list[dict]) -> list[dict]:
@@ -113,7 +124,7 @@ def test_characterise_retrains_only_when_train_accuracy_drops():
     setup = _setup(Protocol("characterise", channels_per_step=3))
     (res,) = run_protocol(setup, [parse("random")])
     steps = [r["retrain_steps"] for r in res.rows[1:]]
-    assert all(0 <= s <= setup.retrain.steps for s in steps)
+    assert all(0 <= s <= RETRAIN["retrain_steps"] for s in steps)
 
 
 def test_oracle_is_the_measured_loss_change():
@@ -140,12 +151,12 @@ def test_a_nan_signal_fails_alone():
 
 
 def test_a_failing_reference_fails_alone(monkeypatch):
-    import study.trajectory as trajectory
+    from study.unit_scores import REFERENCE_SCORERS
 
     def broken(*args, **kwargs):
         raise RuntimeError("oracle exploded")
 
-    monkeypatch.setattr(trajectory, "oracle_scores", broken)
+    monkeypatch.setitem(REFERENCE_SCORERS._items, "oracle", broken)
     results = run_protocol(_setup(Protocol(channels_per_step=3)), [parse("oracle"), parse("l1_filter")])
     assert "oracle exploded" in results[0].error
     assert results[1].error is None and results[1].stop_reason == "nothing left to prune"

@@ -14,6 +14,8 @@ import argparse
 import time
 from pathlib import Path
 
+from study.environment import DEFAULT_CACHE
+
 SPEC = """\
 # The prunetax demo study (written by `prunetax demo`; rerun with `prunetax sweep {out}/demo.toml`).
 [sweep]
@@ -56,7 +58,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         description=__doc__.split("\n\n")[1] if __doc__ else None,
     )
     p.add_argument("--out", default="results/demo", help="study folder (default results/demo)")
-    p.add_argument("--cache-dir", default="results/models", help="base-model cache (default results/models)")
+    p.add_argument(
+        "--cache-dir", default=str(DEFAULT_CACHE), help=f"base-model cache (default {DEFAULT_CACHE})"
+    )
     p.add_argument("--seeds", type=int, default=3, help="repeats per network (default 3)")
     p.add_argument(
         "--channels-per-step",

@@ -5,33 +5,45 @@ from __future__ import annotations
 import argparse
 import sys
 
+from study.environment import DEFAULT_CACHE
 
-def _protocol_args(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("protocol")
-    g.add_argument(
-        "--protocol",
-        default="sensitivity",
-        help="sensitivity | retrain | characterise | oneshot (default: sensitivity)",
-    )
-    g.add_argument(
-        "--channels-per-step",
-        type=float,
-        default=1,
-        help="units pruned per step: a count >= 1 or a fraction < 1 of all units (default 1)",
-    )
-    g.add_argument("--test-interval", type=int, default=1, help="evaluate test accuracy every N steps")
-    g.add_argument("--stop-acc", type=float, help="stop when test accuracy (%%) falls below this")
-    g.add_argument("--target-sparsity", type=float, help="stop at this weight sparsity (%%)")
-    g.add_argument("--targets", help="oneshot: comma-separated target sparsities, e.g. 10,20,40")
-    g.add_argument("--retrain-steps", type=int, help="SGD steps per prune (retrain/characterise)")
-    g.add_argument("--tap", default="output", help="activation tap point: output | conv")
-    g.add_argument("--eval-batches", type=int, default=2, help="saliency batches per step (default 2)")
-    g.add_argument("--eval-batch-size", type=int, default=128, help="examples per saliency batch (128)")
+
+def protocol_args(p: argparse.ArgumentParser) -> None:
+    """The protocol options, taken from the protocol registry (one flag per parameter)."""
+    from study.cli.options import add_param_options
+    from study.protocols import PROTOCOLS, all_parameters, owners
+
+    g = p.add_argument_group("protocol (each option applies to the protocols named in brackets)")
+    summary = "; ".join(f"{n}: {PROTOCOLS.get(n).summary}" for n in PROTOCOLS)
+    g.add_argument("--protocol", default="sensitivity", help=f"{summary} (default: sensitivity)")
+    params = all_parameters().values()
+    notes = {
+        q.name: "all" if len(owners(q.name)) == len(PROTOCOLS) else ", ".join(owners(q.name)) for q in params
+    }
+    add_param_options(g, params, notes)
+
+
+def protocol_from_args(args: argparse.Namespace):  # noqa: ANN201 - a study.protocols.Protocol
+    """The protocol the options describe; an option of another protocol is an error."""
+    from study.cli.options import given
+    from study.protocols import all_parameters, make_protocol
+
+    return make_protocol(args.protocol, **given(args, all_parameters().values()))
+
+
+def _saliency_args(p: argparse.ArgumentParser) -> None:
+    from study.cli.options import add_param_options
+    from study.params import parameters
+    from study.saliency import SaliencyData
+
+    add_param_options(p.add_argument_group("saliency data"), parameters(SaliencyData))
 
 
 def _context_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("where things are")
-    g.add_argument("--cache-dir", default="results/models", help="base-model cache (default results/models)")
+    g.add_argument(
+        "--cache-dir", default=str(DEFAULT_CACHE), help=f"base-model cache (default {DEFAULT_CACHE})"
+    )
     g.add_argument("--data-root", help="dataset folder (default $PRUNETAX_DATA or ~/.cache/prunetax/data)")
     g.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default cpu)")
     g.add_argument(
@@ -65,7 +77,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base-seed", type=int, default=0, help="seed of the base model's training")
     p.add_argument("--store", default="results/store", help="results store folder (default results/store)")
     p.add_argument("--force", action="store_true", help="rerun trials already in the store")
-    _protocol_args(p)
+    protocol_args(p)
     _context_args(p)
     p.set_defaults(func=_run)
 
@@ -83,40 +95,18 @@ def add(sub: argparse._SubParsersAction) -> None:
         default=["all"],
         help="`all` (480 cells), `distinct`, or ids/aliases (random and oracle allowed)",
     )
-    s.add_argument("--tap", default="output", help="activation tap point: output | conv")
     s.add_argument("--seed", type=int, default=0, help="chooses the eval examples")
-    s.add_argument("--eval-batches", type=int, default=2)
-    s.add_argument("--eval-batch-size", type=int, default=128)
+    _saliency_args(s)
     s.add_argument("--out", required=True, help="output Parquet file")
     s.add_argument("--dump-inputs", metavar="FILE.pt", help="also save the eval tensors and labels used")
     _context_args(s)
     s.set_defaults(func=_scores)
 
 
-def _protocol(args: argparse.Namespace):  # noqa: ANN202
-    from study.protocols import Protocol
-    from taxonomy.errors import PrunetaxError
+def environment(args: argparse.Namespace):  # noqa: ANN201 - a study.environment.Environment
+    from study.environment import Environment
 
-    targets = ()
-    if args.targets:
-        try:
-            targets = tuple(float(t) for t in args.targets.split(","))
-        except ValueError:
-            raise PrunetaxError(
-                f"`--targets` must be comma-separated numbers; got {args.targets!r}."
-            ) from None
-    return Protocol(
-        name=args.protocol,
-        channels_per_step=args.channels_per_step,
-        test_interval=args.test_interval,
-        stop_acc=args.stop_acc,
-        target_sparsity=args.target_sparsity,
-        targets=targets,
-        retrain_steps=args.retrain_steps,
-        tap=args.tap,
-        eval_batches=args.eval_batches,
-        eval_batch_size=args.eval_batch_size,
-    )
+    return Environment(args.cache_dir, args.data_root, args.device, args.download)
 
 
 def _set_threads(n: int) -> None:
@@ -130,25 +120,25 @@ def _set_threads(n: int) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
+    from study.execute import execute, pending
     from study.store import Store
-    from study.trial import TrialSpec, run_trials
+    from study.trial import TrialSpec
 
-    protocol = _protocol(args)
+    protocol = protocol_from_args(args)
     _set_threads(args.threads)
     specs = [TrialSpec(args.model, args.dataset, s, protocol, args.seed, args.base_seed) for s in args.signal]
     for spec in specs[:1]:
         spec.validate_names()
     store = Store(args.store)
-    done = set() if args.force else store.done()
-    todo = [s for s in specs if s.run_key not in done]
+    skip = () if args.force else ("ok",)
+    todo = pending(specs, store, skip)
     for spec in specs:
-        if spec.run_key in done:
+        if spec not in todo:
             print(f"{spec.signal}: already stored ({spec.run_key}); use --force to rerun")
     failed = 0
 
     def report(record) -> None:  # noqa: ANN001
         nonlocal failed
-        store.write_trial(record.trial, record.steps)
         t = record.trial
         if not record.ok:
             failed += 1
@@ -161,14 +151,7 @@ def _run(args: argparse.Namespace) -> int:
             f"run_key {t['run_key']}"
         )
 
-    run_trials(
-        todo,
-        cache_dir=args.cache_dir,
-        data_root=args.data_root,
-        device=args.device,
-        download=args.download,
-        on_record=report,
-    )
+    execute(todo, store, environment(args), skip=(), on_record=report)
     if todo:
         print(f"stored in {store.root}")
     return 1 if failed else 0
@@ -179,10 +162,13 @@ def _scores(args: argparse.Namespace) -> int:
 
     import torch
 
+    from study.base_model import load_base
+    from study.checkpoint import Checkpoint
+    from study.cli.options import given
+    from study.params import parameters
+    from study.saliency import SaliencyData
     from study.scoring import channel_scores
     from study.store import write_table
-    from study.train import load_checkpoint
-    from study.trial import load_base
     from taxonomy.equivalence import distinct
     from taxonomy.errors import PrunetaxError
     from taxonomy.spec import all_cells, parse
@@ -196,24 +182,10 @@ def _scores(args: argparse.Namespace) -> int:
     else:
         signals = [parse(s) for s in args.signals]
     _set_threads(args.threads)
-    ckpt = load_checkpoint(args.checkpoint)
-    base = load_base(
-        ckpt["arch"],
-        args.dataset,
-        ckpt["seed"],
-        checkpoint=args.checkpoint,
-        data_root=args.data_root,
-        device=args.device,
-        download=args.download,
-    )
-    rows, inputs = channel_scores(
-        base,
-        signals,
-        seed=args.seed,
-        tap=args.tap,
-        eval_batches=args.eval_batches,
-        eval_batch_size=args.eval_batch_size,
-    )
+    ckpt = Checkpoint.load(args.checkpoint)
+    base = load_base(ckpt.arch, args.dataset, ckpt.seed, environment(args), checkpoint=args.checkpoint)
+    saliency = SaliencyData.make(**given(args, parameters(SaliencyData)))
+    rows, inputs = channel_scores(base, signals, seed=args.seed, saliency=saliency)
     out = write_table(Path(args.out), rows, "scores")
     print(
         f"wrote {len(rows)} scores ({len(signals)} signals x {len(rows) // max(1, len(signals))} channels) "

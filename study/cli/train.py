@@ -5,7 +5,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-DEFAULT_CACHE_DIR = "results/models"
+from study.environment import DEFAULT_CACHE
+
+DEFAULT_CACHE_DIR = str(DEFAULT_CACHE)
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -74,12 +76,12 @@ def _train(args: argparse.Namespace) -> int:
     cached = checkpoint_path(cfg, args.cache_dir).exists()
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     ckpt, path = load_or_train(cfg, args.cache_dir, args.device, download=args.download, progress=progress)
-    acc = ckpt["accuracy"]
+    acc = ckpt.accuracy
     print(
-        f"{ckpt['arch']} on {ckpt['dataset']} (seed {ckpt['seed']}): test accuracy "
+        f"{ckpt.arch} on {ckpt.dataset} (seed {ckpt.seed}): test accuracy "
         f"{100 * acc['test']:.2f}% (train {100 * acc['train']:.2f}%, eval {100 * acc['eval']:.2f}%)"
     )
     verb = "reused cached checkpoint, trained" if cached else "trained"
-    print(f"{verb} in {ckpt['wall_time_s']:.1f} s on {ckpt['device']}")
+    print(f"{verb} in {ckpt.wall_time_s:.1f} s on {ckpt.device}")
     print(f"checkpoint: {path}")
     return 0

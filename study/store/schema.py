@@ -40,8 +40,18 @@ TRIALS = _schema("trials", [
     ("t_retrain", _F), ("t_eval", _F),
     ("prunetax_version", _S), ("torch_version", _S), ("device", _S), ("host", _S),
     ("started_at", _TS), ("finished_at", _TS),
+    ("trial_version", _I), ("draw", _I), ("aggregation", _S), ("units_per_step", _I), ("tie_seed", _I),
+    ("n_test", _I), ("node", _S),
 ])
-"""One row per trial. ``status`` is ``ok`` or ``failed`` (then ``error``/``traceback`` say why)."""
+"""One row per trial. ``status`` is ``ok`` or ``failed`` (then ``error``/``traceback`` say why).
+
+``trial_version`` is the engine's result version (results of an older version are never
+mixed with newer ones); ``draw`` numbers the independent draws of the ``random``
+reference within one repeat (0 for every other signal); ``aggregation`` is how a coupled
+unit's score is formed (``pooled`` by default); ``units_per_step`` the units pruned per
+greedy step (more than 1 = a coarse run); ``tie_seed`` seeds the permutation that breaks
+score ties; ``n_test`` the test-set size (binomial standard error); ``node`` the Ray node
+that ran the trial."""
 
 STEPS = _schema("steps", [
     ("run_key", _S), ("step", _I), ("pruned", _S), ("n_pruned", _I),
@@ -56,6 +66,7 @@ step was not evaluated (``test_interval``); ``pruned`` lists ``root_conv:channel
 SCORES = _schema("scores", [
     ("run_key", _S), ("model", _S), ("dataset", _S), ("base_seed", _I), ("seed", _I), ("tap", _S),
     ("level", _S), ("signal", _S), ("layer", _S), ("channel", _I), ("unit", _I), ("score", _F),
+    ("step", _I),
 ])
 """Scores of signals on the unpruned network. ``level`` = ``channel`` (one row per conv
 channel, ``prunetax scores``) or ``unit`` (one row per coupled unit, scored as the
@@ -63,13 +74,14 @@ protocol ranks it; ``layer``/``channel`` name the unit's root conv channel)."""
 
 ORACLE = _schema("oracle", [
     ("run_key", _S), ("model", _S), ("dataset", _S), ("base_seed", _I), ("seed", _I),
-    ("unit", _I), ("unit_name", _S), ("layer", _S), ("loss_change", _F),
+    ("unit", _I), ("unit_name", _S), ("layer", _S), ("loss_change", _F), ("step", _I),
 ])
-"""Measured loss change of removing each unit of the unpruned network."""
+"""Measured loss change of removing each active unit. ``step`` 0 (or null) = the unpruned
+network; step k = after the oracle's own k-th greedy prune (rank quality along its trajectory)."""
 
 RANK_QUALITY = _schema("rank_quality", [
     ("run_key", _S), ("model", _S), ("dataset", _S), ("base_seed", _I), ("seed", _I), ("signal", _S),
-    ("scope", _S), ("spearman", _F), ("kendall", _F), ("n_units", _I),
+    ("scope", _S), ("spearman", _F), ("kendall", _F), ("n_units", _I), ("step", _I),
 ])
 """Rank correlation of each signal's unit ranking with the oracle (``scope`` = global or a layer)."""
 # fmt: on

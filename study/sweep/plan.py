@@ -44,7 +44,7 @@ def rank_jobs(spec: SweepSpec) -> list[RankJob]:
         return []
     ids = tuple(s.id for s in rq.signals)
     return [
-        RankJob(m, d, b, s, ids, rq.tap, rq.eval_batches, rq.eval_batch_size)
+        RankJob(m, d, b, s, ids, rq.saliency)
         for m in spec.models
         for d in spec.datasets
         for b, s in _seed_pairs(spec)

@@ -39,7 +39,9 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from study.protocols import Protocol
+from study.environment import DEFAULT_CACHE, Environment
+from study.protocols import PROTOCOLS, Protocol, make_protocol, parameters
+from study.saliency import PAPER_SALIENCY, SaliencyData
 from study.sweep.signals import select_signals
 from taxonomy.errors import PrunetaxError
 from taxonomy.spec import SignalSpec
@@ -61,9 +63,9 @@ _SWEEP_KEYS = {
     "device",
     "download",
 }
-_PROTOCOL_KEYS = {f.name for f in fields(Protocol)} - {"name"}
+_PROTOCOL_KEYS = {p.name for cls in PROTOCOLS.values() for p in parameters(cls)}
 _RUN_KEYS = _PROTOCOL_KEYS | {"protocol", "signals", "models", "datasets"}
-_RANK_KEYS = {"signals", "tap", "eval_batches", "eval_batch_size"}
+_RANK_KEYS = {"signals"} | {p.name for p in parameters(SaliencyData)}
 
 
 @dataclass(frozen=True)
@@ -90,9 +92,7 @@ class RankQuality:
     """Oracle rank-quality job: unit scores of every signal and the oracle, unpruned network."""
 
     signals: tuple[SignalSpec, ...]
-    tap: str = "output"
-    eval_batches: int = 2
-    eval_batch_size: int = 128
+    saliency: SaliencyData = field(default=PAPER_SALIENCY)
 
 
 @dataclass(frozen=True)
@@ -107,11 +107,16 @@ class SweepSpec:
     rank_quality: RankQuality | None = None
     resources: Resources = field(default_factory=Resources)
     signals_per_unit: int = 64
-    cache_dir: Path = Path("results/models")
+    cache_dir: Path = DEFAULT_CACHE
     data_root: str | None = None
     device: str = "cpu"
     download: bool = False
     source: str = ""
+
+    @property
+    def env(self) -> Environment:
+        """Where the sweep's work runs (absolute paths: workers may run elsewhere)."""
+        return Environment(self.cache_dir, self.data_root, self.device, self.download).absolute()
 
 
 class _Lines:
@@ -198,13 +203,10 @@ def _run(
 ) -> Run:
     reader.check_keys(data, _RUN_KEYS, "runs", item)
     params = {k: v for k, v in data.items() if k in _PROTOCOL_KEYS}
-    if "targets" in params and isinstance(params["targets"], list):
-        params["targets"] = tuple(params["targets"])
     try:
-        protocol = Protocol(name=data.get("protocol", "sensitivity"), **params)
-    except (PrunetaxError, TypeError) as err:
-        key = next((k for k in data if f"`{k}`" in str(err)), "protocol")
-        raise reader.error(str(err), "runs", key, item) from None
+        protocol = make_protocol(data.get("protocol", "sensitivity"), **params)
+    except PrunetaxError as err:
+        raise reader.error(str(err), "runs", err.key or "protocol", item) from None
     run_models = reader.strings(data, "models", "runs", models, item)
     run_datasets = reader.strings(data, "datasets", "runs", datasets, item)
     for key, chosen, allowed in (("models", run_models, models), ("datasets", run_datasets, datasets)):
@@ -259,19 +261,10 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
         rq = doc["rank_quality"]
         reader.check_keys(rq, _RANK_KEYS, "rank_quality")
         try:
-            Protocol(
-                tap=rq.get("tap", "output"),
-                eval_batches=rq.get("eval_batches", 2),
-                eval_batch_size=rq.get("eval_batch_size", 128),
-            )
+            saliency = SaliencyData.make(**{k: v for k, v in rq.items() if k != "signals"})
         except PrunetaxError as err:
-            raise reader.error(str(err), "rank_quality") from None
-        rank = RankQuality(
-            reader.signals(rq, "rank_quality", sweep.get("signals")),
-            rq.get("tap", "output"),
-            rq.get("eval_batches", 2),
-            rq.get("eval_batch_size", 128),
-        )
+            raise reader.error(str(err), "rank_quality", err.key) from None
+        rank = RankQuality(reader.signals(rq, "rank_quality", sweep.get("signals")), saliency)
     res = doc.get("resources", {})
     reader.check_keys(res, {f.name for f in fields(Resources)}, "resources")
     resources = Resources(**res)
@@ -291,7 +284,7 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
         rank_quality=rank,
         resources=resources,
         signals_per_unit=per_unit,
-        cache_dir=Path(sweep.get("cache_dir", "results/models")),
+        cache_dir=Path(sweep.get("cache_dir", DEFAULT_CACHE)),
         data_root=sweep.get("data_root"),
         device=str(sweep.get("device", "cpu")),
         download=bool(sweep.get("download", False)),

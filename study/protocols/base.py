@@ -1,0 +1,142 @@
+"""The protocol interface and its registry (SPEC §3).
+
+A protocol is a frozen, validated parameter object (a pydantic dataclass: exact types,
+ranges, no unknown keys) that holds only its own parameters and knows how to run a work
+unit: ``run(setup, signals, on_step) -> results``. Every parameter is part of the
+trial's identity (its ``run_key``), and its field descriptions are the help texts of the
+CLI and of the sweep spec. Adding a protocol = one module with one class decorated with
+:func:`register_protocol` (see docs/extending.md); nothing else dispatches on names.
+
+Protocol modules import torch-heavy code inside their methods: the command line builds its
+options from this registry, and ``prunetax --help`` must not import torch.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+
+from pydantic import Field
+from pydantic.dataclasses import dataclass
+
+from study.params import STRICT, Param, parameters, validated
+from study.saliency import EvalBatches, EvalBatchSize, SaliencyData, TapField
+from taxonomy.errors import PrunetaxError
+from taxonomy.registry import Registry
+
+if TYPE_CHECKING:
+    from study.trajectory import Setup, TrajectoryResult
+    from taxonomy.spec import SignalSpec
+
+__all__ = [
+    "Protocol",
+    "PROTOCOLS",
+    "register_protocol",
+    "make_protocol",
+    "protocol_from_dict",
+    "owners",
+    "all_parameters",
+    "Aggregation",
+]
+
+Aggregation = Literal["sum", "mean", "max"]
+OnStep = Callable[["TrajectoryResult"], None] | None
+
+
+@dataclass(frozen=True, config=STRICT)
+class Protocol(ABC):
+    """Base of every protocol: the saliency data and how a coupled unit's score is formed.
+
+    Subclasses set ``name`` (the registry key), ``summary`` (one line for help texts) and
+    implement :meth:`run`.
+    """
+
+    name: ClassVar[str] = ""
+    summary: ClassVar[str] = ""
+
+    tap: TapField = "output"
+    eval_batches: EvalBatches = 2
+    eval_batch_size: EvalBatchSize = 128
+    aggregation: Annotated[
+        Aggregation, Field(description="how the member channels' scores of a coupled unit combine")
+    ] = "sum"
+
+    @property
+    def saliency(self) -> SaliencyData:
+        return SaliencyData(self.tap, self.eval_batches, self.eval_batch_size)
+
+    @abstractmethod
+    def run(
+        self, setup: Setup, signals: Sequence[SignalSpec], on_step: OnStep = None
+    ) -> list[TrajectoryResult]:
+        """Run every signal's trajectory on ``setup``; one result per signal, in order.
+
+        The base model is left as it was (weights and masks restored).
+        """
+
+    def as_dict(self) -> dict[str, Any]:
+        """Canonical, JSON-ready form: ``name`` plus every parameter (part of the run_key)."""
+        out: dict[str, Any] = {"name": self.name}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            out[f.name] = list(value) if isinstance(value, tuple) else value
+        return out
+
+    def replace(self, **changes: Any) -> Protocol:
+        """A validated copy with some parameters changed."""
+        return _validated(type(self), {**self.params(), **changes})
+
+    def params(self) -> dict[str, Any]:
+        """The parameters (no name), as given to the constructor."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+PROTOCOLS: Registry[type[Protocol]] = Registry("protocol")
+
+
+def register_protocol(cls: type[Protocol]) -> type[Protocol]:
+    """Class decorator: register ``cls`` under ``cls.name``."""
+    if not cls.name:
+        raise PrunetaxError(f"protocol class {cls.__name__} must set `name`.")
+    return PROTOCOLS.add(cls.name, cls)
+
+
+def _validated(cls: type[Protocol], params: dict[str, Any]) -> Protocol:
+    """``cls(**params)``; a parameter of another protocol is named as such."""
+    kinds = [p.name for p in parameters(cls)]
+    unknown = sorted(set(params) - set(kinds))
+    if unknown:
+        detail = "; ".join(
+            f"`{n}` applies to {', '.join(owners(n))}" if owners(n) else f"`{n}` is no protocol parameter"
+            for n in unknown
+        )
+        message = f"protocol {cls.name}: {detail}. Its parameters: {', '.join(kinds)}."
+        raise PrunetaxError(message, key=unknown[0])
+    return validated(cls, params, f"protocol {cls.name}")
+
+
+def owners(param: str) -> list[str]:
+    """The protocols that have parameter ``param``, in registration order."""
+    return [cls.name for cls in PROTOCOLS.values() if param in {p.name for p in parameters(cls)}]
+
+
+def all_parameters() -> dict[str, Param]:
+    """Every parameter of every registered protocol, by name (first declaration wins)."""
+    out: dict[str, Param] = {}
+    for cls in PROTOCOLS.values():
+        for p in parameters(cls):
+            out.setdefault(p.name, p)
+    return out
+
+
+def make_protocol(name: str = "sensitivity", **params: Any) -> Protocol:
+    """The protocol ``name`` with ``params`` (validated; unknown names get suggestions)."""
+    return _validated(PROTOCOLS.get(name), params)
+
+
+def protocol_from_dict(data: dict[str, Any]) -> Protocol:
+    """Inverse of :meth:`Protocol.as_dict`."""
+    params = dict(data)
+    return make_protocol(str(params.pop("name", "sensitivity")), **params)
