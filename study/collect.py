@@ -79,6 +79,7 @@ class Collector:
         ctx.x, ctx.y = torch.cat([b[0] for b in batches]), torch.cat([b[1] for b in batches])
         grad = any(p.grad for p in passes)
         self.tapped.set_grad(grad)
+        self.tapped.set_record(bool(needs.names(Input.WEIGHT) - {"value"}))
         with torch.set_grad_enabled(grad):
             ctx.logits = self.tapped.module(ctx.x)
         return ctx

@@ -18,6 +18,7 @@ from study.environment import LOCAL, Environment
 from study.groups import build_groups
 from study.trajectory import TIMINGS, Setup, TrajectoryResult
 from study.trial import TrialRecord, TrialSpec, failed_record, headline, trial_row
+from taxonomy.equivalence import Context
 from taxonomy.spec import parse
 
 __all__ = ["run_trials", "make_setup", "pending", "execute", "work_units"]
@@ -75,7 +76,8 @@ def _run_unit(unit: list[TrialSpec], env: Environment) -> list[TrialRecord]:
     try:
         base = load_base(first.model, first.dataset, first.base_seed, env)
         setup = make_setup(first, base)
-        results = first.protocol.run(setup, [parse(s.signal) for s in unit])
+        protocol = first.protocol
+        results = protocol.run(setup, [parse(s.signal) for s in unit], draws=[s.draw for s in unit])
     except Exception as err:  # every trial of the unit failed the same way
         return [failed_record(spec, err, base, started_at=started, device=env.device) for spec in unit]
     extra = {
@@ -84,11 +86,16 @@ def _run_unit(unit: list[TrialSpec], env: Environment) -> list[TrialRecord]:
         "wall_s": time.perf_counter() - t0,
         "unit_size": len(unit),
         "eval_examples": json.dumps(setup.eval_examples),
+        "units_per_step": protocol.units_per_step(setup.groups.n_units),
+        "tie_seed": setup.tie_seed,
     }
-    return [_record(spec, result, base, extra) for spec, result in zip(unit, results, strict=True)]
+    context = Context(setup.groups.coupled, protocol.aggregation)
+    return [_record(spec, result, base, context, extra) for spec, result in zip(unit, results, strict=True)]
 
 
-def _record(spec: TrialSpec, result: TrajectoryResult, base: Base, extra: dict) -> TrialRecord:
+def _record(
+    spec: TrialSpec, result: TrajectoryResult, base: Base, context: Context, extra: dict
+) -> TrialRecord:
     steps = [{"run_key": spec.run_key, **row} for row in result.rows]
     extra = {
         **extra,
@@ -99,9 +106,9 @@ def _record(spec: TrialSpec, result: TrajectoryResult, base: Base, extra: dict) 
         **{f"t_{k}": float(sum(r[f"t_{k}"] for r in result.rows)) for k in TIMINGS},
     }
     if result.error is not None:
-        return TrialRecord(spec, trial_row(spec, base, "failed", error=result.error, **extra), steps)
+        return TrialRecord(spec, trial_row(spec, base, "failed", context, error=result.error, **extra), steps)
     extra.update(headline(result.rows, base.reference_acc))
-    return TrialRecord(spec, trial_row(spec, base, "ok", **extra), steps)
+    return TrialRecord(spec, trial_row(spec, base, "ok", context, **extra), steps)
 
 
 def pending(specs: Sequence[TrialSpec], store, skip: Collection[str] = ("ok", "failed")) -> list[TrialSpec]:  # noqa: ANN001

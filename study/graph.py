@@ -131,7 +131,11 @@ def conv_sites(gm: fx.GraphModule) -> list[ConvSite]:
 
 
 class _Tap(nn.Module):
-    """Records the tensor flowing through; adds ``eps`` (zeros) to expose its gradient."""
+    """Records the tensor flowing through; adds ``eps`` (zeros) to expose its gradient.
+
+    Without gradients the tensor itself flows on, and an in-place op after it (a
+    ``ReLU(inplace=True)``) would overwrite what was recorded: the record is then a copy.
+    """
 
     def __init__(self) -> None:
         super().__init__()
@@ -140,22 +144,26 @@ class _Tap(nn.Module):
         self.with_grad = False
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.value = x.detach()
         if not self.with_grad:
+            self.value = x.detach().clone()
             return x
+        self.value = x.detach()  # x + eps flows on: x itself is never written again
         self.eps = torch.zeros_like(x, requires_grad=True)
         return x + self.eps
 
 
 class _Record(nn.Module):
-    """Records a conv's input (for per-example weight gradients) and passes it on."""
+    """Records a conv's input (for per-example weight statistics) and passes it on; off
+    when no pass reads it, and a copy without gradients (in-place ops may follow)."""
 
     def __init__(self) -> None:
         super().__init__()
         self.value: torch.Tensor | None = None
+        self.enabled = True
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        self.value = x.detach()
+        if self.enabled:
+            self.value = x.detach() if torch.is_grad_enabled() else x.detach().clone()
         return x
 
 
@@ -172,6 +180,11 @@ class Tapped:
         for tap in self.taps.values():
             tap.with_grad = on
             tap.eps = None
+
+    def set_record(self, on: bool) -> None:
+        """Record the convs' inputs in the next forward (per-example weight statistics)."""
+        for rec in self.inputs.values():
+            rec.enabled = on
 
     def clear(self) -> None:
         for rec in self.inputs.values():

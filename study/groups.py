@@ -12,15 +12,17 @@ for every parameter, an *owner* map per dimension giving the unit each slice bel
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 
 import torch
 import torch_pruning as tp
 from torch import Tensor, nn
 
 from study.graph import ConvSite, conv_sites, trace
+from taxonomy.equivalence import Context
 from taxonomy.errors import PrunetaxError
 
-__all__ = ["ParamOwners", "ConvLayer", "ChannelGroups", "build_groups"]
+__all__ = ["ParamOwners", "ConvLayer", "ChannelGroups", "build_groups", "network_context"]
 
 
 @dataclass
@@ -74,6 +76,12 @@ class ChannelGroups:
 
     def __post_init__(self) -> None:
         self.members = torch.cat([layer.unit for layer in self.layers])
+
+    @property
+    def coupled(self) -> bool:
+        """True if some unit spans several conv channels (residual adds, concatenations,
+        depthwise convs): then a unit's score must pool its members (and rule 4c may break)."""
+        return bool(torch.bincount(self.members, minlength=self.n_units).max() > 1)
 
     def unit_names(self) -> list[str]:
         """A readable id per unit: ``root_conv:channel``."""
@@ -228,3 +236,18 @@ def build_groups(model: nn.Module, input_shape: tuple[int, ...]) -> ChannelGroup
     return ChannelGroups(
         offset, unit_group, roots, sizes, layers, _param_owners(table, out_hw), tuple(input_shape)
     )
+
+
+@cache
+def _model_coupled(model: str) -> bool:
+    from study import models
+
+    size = max(32, models.entry(model).min_image_size)  # coupling does not depend on sizes
+    net = models.build(model, 3, 10, size)
+    return build_groups(net, (3, size, size)).coupled
+
+
+def network_context(model: str, aggregation: str = "pooled") -> Context:
+    """The equivalence context of registry model ``model`` under ``aggregation``: which rules
+    hold at the unit level, hence which cells are distinct (built once per model, untrained)."""
+    return Context(_model_coupled(model), aggregation)

@@ -32,11 +32,18 @@ _Pair = tuple[object, object]  # (real value, shadow value or None)
 
 
 def _derivative_sq(fn: Callable[[Tensor], Tensor], x: Tensor) -> Tensor:
-    """f'(x)^2 of an element-wise function, by autograd."""
+    """f'(x)^2 of an element-wise function, by autograd (``fn`` may work in place)."""
     with torch.enable_grad():
         xr = x.detach().requires_grad_(True)
-        (d,) = torch.autograd.grad(fn(xr).sum(), xr)
+        (d,) = torch.autograd.grad(fn(xr.clone()).sum(), xr)
     return d.square()
+
+
+def _in_place(gm: fx.GraphModule, node: fx.Node, kwargs: dict) -> bool:
+    """True for an op that writes its input (``ReLU(inplace=True)``, ``F.relu(x, inplace=True)``)."""
+    if node.op == "call_module":
+        return bool(getattr(gm.get_submodule(node.target), "inplace", False))
+    return bool(kwargs.get("inplace", False))
 
 
 def _adaptive_counts(in_size: int, out_size: int) -> Tensor:
@@ -208,6 +215,8 @@ def lm_second_derivatives(tapped: Tapped, x: Tensor) -> dict[str, Tensor]:
             real_args = _shadow_args(node.args, pairs, 0)
             sh_args = _shadow_args(node.args, pairs, 1)
             kwargs = fx.node.map_arg(node.kwargs, lambda n: pairs[n][0])
+            if _in_place(gm, node, kwargs):  # it would overwrite a value others still read
+                real_args = (real_args[0].clone(), *real_args[1:])
             with torch.no_grad():
                 if node.op == "call_module":
                     mod = gm.get_submodule(node.target)

@@ -38,7 +38,7 @@ class RankJob:
     seed: int
     signals: tuple[str, ...]
     saliency: SaliencyData = field(default=PAPER_SALIENCY)
-    aggregation: str = "sum"
+    aggregation: str = "pooled"
 
     def as_dict(self) -> dict[str, object]:
         """JSON-ready form (a sweep payload)."""

@@ -29,7 +29,18 @@ from study.unit_scores import Workspace, unit_scores
 from taxonomy.errors import PrunetaxError
 from taxonomy.spec import SignalSpec
 
-__all__ = ["Setup", "TrajectoryResult", "Trajectory", "Branch", "Run", "choose_units", "TIMINGS"]
+__all__ = [
+    "Setup",
+    "TrajectoryResult",
+    "Trajectory",
+    "Branch",
+    "Run",
+    "choose_units",
+    "exhausted",
+    "tie_order",
+    "draw_seed",
+    "TIMINGS",
+]
 
 TIMINGS = ("stats", "score", "prune", "retrain", "eval")
 """Timing columns of a steps row (seconds), excluded when results are compared."""
@@ -50,6 +61,11 @@ class Setup:
     seed: int
     model_name: str = ""  # registry name (retraining defaults come from its hyperparameters)
     eval_examples: list[int] = field(default_factory=list)  # eval-split indices, for the record
+
+    @property
+    def tie_seed(self) -> int:
+        """Seeds the permutation that breaks score ties (recorded with every trial)."""
+        return self.seed
 
 
 @dataclass
@@ -91,12 +107,34 @@ class Branch:
     state: dict[str, Tensor] | None = None
 
 
-def choose_units(scores: Tensor, masked: MaskedModel, k: int) -> list[int]:
-    """Up to ``k`` lowest-scoring active units, keeping one unit per group alive."""
+def draw_seed(seed: int, draw: int) -> int:
+    """The generator seed of draw ``draw`` of a randomised signal in a trial seeded ``seed``."""
+    if draw == 0:
+        return seed
+    from study.keys import stable_key
+
+    return int(stable_key({"seed": seed, "draw": draw}, 15), 16)
+
+
+def tie_order(n_units: int, seed: int) -> Tensor:
+    """A seeded random permutation of the units: equal scores are pruned in this order.
+
+    Ties are common (0/1 measures such as APoZ, dead channels); breaking them by unit index
+    would prune the last conv first, because Torch-Pruning numbers it first.
+    """
+    return torch.randperm(n_units, generator=torch.Generator().manual_seed(seed))
+
+
+def choose_units(scores: Tensor, masked: MaskedModel, k: int, ties: Tensor | None = None) -> list[int]:
+    """Up to ``k`` lowest-scoring active units, keeping one unit per group alive; equal
+    scores go in the order of ``ties`` (a permutation, :func:`tie_order`), else by index."""
     groups = masked.groups
     left = torch.bincount(groups.unit_group[masked.active], minlength=len(groups.group_sizes))
+    order = torch.sort(scores, stable=True).indices
+    if ties is not None:
+        order = ties[torch.sort(scores[ties], stable=True).indices]
     chosen: list[int] = []
-    for u in torch.sort(scores, stable=True).indices.tolist():
+    for u in order.tolist():
         if len(chosen) == k:
             break
         g = int(groups.unit_group[u])
@@ -120,6 +158,8 @@ class Run:
         The base model, data and seed.
     signals
         One trajectory per signal.
+    draws
+        The draw of each signal (its random generator's seed; see :func:`draw_seed`).
     aggregation
         How member-channel scores of a coupled unit combine.
     tap
@@ -135,13 +175,17 @@ class Run:
         aggregation: str,
         tap: str,
         on_step: Callable[[TrajectoryResult], None] | None = None,
+        draws: Sequence[int] | None = None,
     ) -> None:
         self.setup, self.aggregation, self.on_step = setup, aggregation, on_step
         self.ws = Workspace(setup.model, setup.groups, tap)
         self.initial = self.ws.masked.counts()
         self.names = setup.groups.unit_names()
+        self.ties = tie_order(setup.groups.n_units, setup.tie_seed)
+        draws = [0] * len(signals) if draws is None else list(draws)
         self.trajectories = [
-            Trajectory(TrajectoryResult(s), torch.Generator().manual_seed(setup.seed)) for s in signals
+            Trajectory(TrajectoryResult(s), torch.Generator().manual_seed(draw_seed(setup.seed, d)))
+            for s, d in zip(signals, draws, strict=True)
         ]
         self.root = Branch(self.ws.masked.active.clone(), list(self.trajectories))
         (tx, ty), batches = setup.test, setup.eval_batches
@@ -158,6 +202,10 @@ class Run:
         """Make the live network ``branch``'s state."""
         self.ws.load(branch.active, branch.state, branch)
         return self.ws.masked
+
+    def choose(self, scores: Tensor, k: int) -> list[int]:
+        """Up to ``k`` units to prune from the live network (:func:`choose_units`, seeded ties)."""
+        return choose_units(scores, self.masked, k, self.ties)
 
     def fork(self, parent: Branch, units: Sequence[int], members: list[Trajectory]) -> Branch:
         """A child of ``parent`` that has also pruned ``units`` (its weights, until it retrains)."""

@@ -23,15 +23,17 @@ from study.keys import stable_key
 from study.protocols import Protocol, make_protocol, protocol_from_dict
 from study.store.schema import SCHEMA_VERSION
 from taxonomy import __version__
-from taxonomy.equivalence import representative
+from taxonomy.equivalence import Context, representative
 from taxonomy.errors import PrunetaxError
 from taxonomy.spec import parse
 
 __all__ = ["TRIAL_VERSION", "TrialSpec", "TrialRecord", "headline", "trial_row", "failed_record"]
 
-TRIAL_VERSION = 1
+TRIAL_VERSION = 2
 """The engine's result version: bump when a change alters what a trial computes, so that
-results of the old code are never mixed with new ones (their run_keys differ)."""
+results of the old code are never mixed with new ones (their run_keys differ, and the
+analysis keeps only the newest version present). 2: pooled unit scores, seeded tie
+breaks, independent (stratified, per-seed) splits, several random draws."""
 
 
 @dataclass(frozen=True)
@@ -44,15 +46,21 @@ class TrialSpec:
     protocol: Protocol = field(default_factory=make_protocol)
     seed: int = 0
     base_seed: int = 0
+    draw: int = 0
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "signal", parse(self.signal).id)
         if not isinstance(self.protocol, Protocol):
             raise PrunetaxError(f"`protocol` must be a Protocol; got {self.protocol!r}.")
-        for name in ("seed", "base_seed"):
+        for name in ("seed", "base_seed", "draw"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise PrunetaxError(f"`{name}` must be a whole number >= 0; got {value!r}.", key=name)
+        if self.draw and not parse(self.signal).randomised:
+            raise PrunetaxError(
+                f"`draw` numbers the draws of a randomised signal (random); {self.signal} has one draw.",
+                key="draw",
+            )
 
     def canonical(self) -> dict[str, object]:
         """The JSON-ready identity of the trial (what ``run_key`` hashes)."""
@@ -63,6 +71,7 @@ class TrialSpec:
             "protocol": self.protocol.as_dict(),
             "seed": self.seed,
             "base_seed": self.base_seed,
+            "draw": self.draw,
             "trial_version": TRIAL_VERSION,
             "schema_version": SCHEMA_VERSION,
             "prunetax": __version__,
@@ -78,6 +87,7 @@ class TrialSpec:
             protocol_from_dict(dict(data["protocol"])),
             int(data["seed"]),
             int(data["base_seed"]),
+            int(data.get("draw", 0)),
         )
 
     @property
@@ -86,9 +96,9 @@ class TrialSpec:
 
     @property
     def unit_key(self) -> str:
-        """Trials with the same unit key differ only in their signal (they run in lockstep)."""
+        """Trials with the same unit key differ only in their signal or draw (they run in lockstep)."""
         spec = self.canonical()
-        del spec["signal"]
+        del spec["signal"], spec["draw"]
         return json.dumps(spec, sort_keys=True)
 
     def validate_names(self) -> None:
@@ -129,8 +139,9 @@ def headline(steps: list[dict[str, object]], reference: float) -> dict[str, obje
     return out
 
 
-def trial_row(spec: TrialSpec, base, status: str, **extra: object) -> dict[str, object]:  # noqa: ANN001
-    """The ``trials`` row of ``spec`` (``base``: the :class:`study.base_model.Base`, or None)."""
+def trial_row(spec: TrialSpec, base, status: str, context=None, **extra: object) -> dict[str, object]:  # noqa: ANN001
+    """The ``trials`` row of ``spec`` (``base``: the :class:`study.base_model.Base`, or None;
+    ``context``: the network's :class:`taxonomy.equivalence.Context`, None if unknown)."""
     sig = parse(spec.signal)
     comps = dict.fromkeys(("sig_input", "sig_pointwise", "sig_reduction", "sig_scaling"))
     if not sig.is_reference:
@@ -145,9 +156,10 @@ def trial_row(spec: TrialSpec, base, status: str, **extra: object) -> dict[str, 
         "dataset": spec.dataset,
         "seed": spec.seed,
         "base_seed": spec.base_seed,
+        "draw": spec.draw,
         "signal": spec.signal,
         **comps,
-        "sig_class": representative(sig).id,
+        "sig_class": representative(sig, context or Context(aggregation=spec.protocol.aggregation)).id,
         "protocol": protocol.name,
         "protocol_json": json.dumps(protocol.as_dict(), sort_keys=True),
         "spec_json": json.dumps(spec.canonical(), sort_keys=True),

@@ -23,7 +23,7 @@ from study.collect import Collector
 from study.groups import ChannelGroups
 from study.masks import MaskedModel
 from study.oracle import oracle_scores, unit_slices
-from taxonomy.bank import score
+from taxonomy.bank import UnitMap, score
 from taxonomy.errors import PrunetaxError
 from taxonomy.registry import Registry
 from taxonomy.spec import SignalSpec
@@ -40,7 +40,7 @@ __all__ = [
 ]
 
 Batches = Sequence[tuple[Tensor, Tensor]]
-AGGREGATIONS = ("sum", "mean", "max")
+AGGREGATIONS = ("pooled", "sum", "mean", "max")
 
 
 class Workspace:
@@ -119,7 +119,7 @@ register_reference("oracle", lambda ctx: oracle_scores(ctx.ws.masked, ctx.batche
 
 
 def reduce_to_units(channel_scores: Tensor, groups: ChannelGroups, how: str) -> Tensor:
-    """``[S, C] -> [S, U]``: combine the member channels of each unit (``sum``/``mean``/``max``)."""
+    """``[S, C] -> [S, U]``: combine the member channels' scaled scores (``sum``/``mean``/``max``)."""
     s, n = channel_scores.shape[0], groups.n_units
     idx = groups.members.to(channel_scores.device).expand(s, -1)
     if how == "max":
@@ -132,6 +132,13 @@ def reduce_to_units(channel_scores: Tensor, groups: ChannelGroups, how: str) -> 
     return out
 
 
+def _taxonomy_scores(specs: Sequence[SignalSpec], stats: list, groups: ChannelGroups, how: str) -> Tensor:
+    """``[S, U]``: pooled by the bank itself (``pooled``), or channel scores combined after."""
+    if how == "pooled":
+        return score(specs, stats, UnitMap(groups.members, groups.n_units)).double().cpu()
+    return reduce_to_units(score(specs, stats).double().cpu(), groups, how)
+
+
 def _add_time(timing: dict, key: str, seconds: float) -> None:
     timing[key] = timing.get(key, 0.0) + seconds
 
@@ -140,7 +147,7 @@ def unit_scores(
     ws: Workspace,
     signals: Sequence[SignalSpec],
     batches: Batches,
-    aggregation: str = "sum",
+    aggregation: str = "pooled",
     rngs: Sequence[torch.Generator | None] | None = None,
     timing: dict | None = None,
 ) -> tuple[Tensor, dict[int, Exception]]:
@@ -157,7 +164,7 @@ def unit_scores(
             specs = [signals[k] for k in taxonomy]
             stats = ws.collector.collect(batches, Needs.of(specs))
             t1 = time.perf_counter()
-            out[taxonomy] = reduce_to_units(score(specs, stats).double().cpu(), ws.masked.groups, aggregation)
+            out[taxonomy] = _taxonomy_scores(specs, stats, ws.masked.groups, aggregation)
             _add_time(timing, "stats", t1 - t0)
             _add_time(timing, "score", time.perf_counter() - t1)
         except Exception as err:  # recorded per signal by the caller

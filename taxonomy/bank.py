@@ -15,6 +15,7 @@ composes them.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import cached_property
 
 import torch
@@ -25,7 +26,7 @@ from taxonomy.errors import PrunetaxError
 from taxonomy.spec import SignalSpec, parse
 from taxonomy.statistics import InputStats, LayerStats
 
-__all__ = ["score", "layer_offsets", "Elements", "Sums", "Layout"]
+__all__ = ["score", "layer_offsets", "Elements", "Sums", "Layout", "UnitMap"]
 
 
 class Elements:
@@ -64,22 +65,67 @@ class Elements:
 
 
 class Sums:
-    """Per-example element sums of one pointwise tensor ``f``: each computed once."""
+    """Per-example element sums of a pointwise tensor, ``[N, C]`` each (None = not needed).
 
-    def __init__(self, f: Tensor) -> None:
-        self.f = f
+    ``signed`` (sum f) feeds ``sum``, ``abs_sum`` and ``sqr_sum``; ``absolute`` (sum |f|) feeds
+    ``l1``; ``squares`` (sum f^2) feeds ``l2``. Sums over the elements of several channels
+    add, which is what makes a coupled unit's pooled score (:meth:`pool`) exact.
+    """
 
-    @cached_property
-    def signed(self) -> Tensor:
-        return self.f.sum(-1)
+    def __init__(self, signed: Tensor | None, absolute: Tensor | None, squares: Tensor | None) -> None:
+        self.signed, self.absolute, self.squares = signed, absolute, squares
 
-    @cached_property
-    def absolute(self) -> Tensor:
-        return self.f.abs().sum(-1)
+    @classmethod
+    def of(cls, f: Tensor, kinds: set[str]) -> Sums:
+        """The sums of ``f [N, C, E]`` named in ``kinds``."""
+        return cls(
+            f.sum(-1) if "signed" in kinds else None,
+            f.abs().sum(-1) if "absolute" in kinds else None,
+            f.square().sum(-1) if "squares" in kinds else None,
+        )
 
-    @cached_property
-    def squares(self) -> Tensor:
-        return self.f.square().sum(-1)
+    @classmethod
+    def cat(cls, parts: Sequence[Sums]) -> Sums:
+        """Layers side by side along the channel axis."""
+        return cls(*(_cat([getattr(p, k) for p in parts]) for k in _KINDS))
+
+    def pool(self, units: UnitMap) -> Sums:
+        """Per-example sums over each unit's members: the unit as one channel of their union."""
+        return Sums(*(units.add(getattr(self, k)) for k in _KINDS))
+
+
+_KINDS = ("signed", "absolute", "squares")
+
+
+def _cat(items: list[Tensor | None]) -> Tensor | None:
+    return None if items[0] is None else torch.cat(items, dim=1)
+
+
+_SUM_OF = {"sum": "signed", "abs_sum": "signed", "sqr_sum": "signed", "l1": "absolute", "l2": "squares"}
+
+
+def _kinds(reduction) -> set[str]:  # noqa: ANN001 - a Reduction
+    """Which sums a reduction reads (every one for a registered reduction we do not know)."""
+    return {_SUM_OF[reduction.id]} if reduction.id in _SUM_OF else set(_KINDS)
+
+
+@dataclass(frozen=True)
+class UnitMap:
+    """Coupled units: ``unit[c]`` is the unit of channel c (layer order), ``n_units`` their count."""
+
+    unit: Tensor
+    n_units: int
+
+    def add(self, x: Tensor | None) -> Tensor | None:
+        """``[K, C] -> [K, U]``: sum over each unit's member channels."""
+        if x is None:
+            return None
+        return x.new_zeros(x.shape[0], self.n_units).index_add_(1, self.unit.to(x.device), x)
+
+    def pick(self, x: Tensor) -> Tensor:
+        """``[K, C] -> [K, U]``: a value every member of a unit shares (any member's)."""
+        out = x.new_zeros(x.shape[0], self.n_units)
+        return out.index_copy_(1, self.unit.to(x.device), x)
 
 
 class Layout:
@@ -127,29 +173,45 @@ def _check_available(spec: SignalSpec, layers: Sequence[LayerStats]) -> None:
             )
 
 
-def _base_scores(keys: list[tuple], layers: Sequence[LayerStats]) -> Tensor:
-    """Unscaled scores ``[K, C]`` for each (input, pointwise, reduction) key."""
-    pairs: dict[tuple, list[int]] = {}
-    for k, (i, p, _) in enumerate(keys):
-        pairs.setdefault((i, p), []).append(k)
-    columns = []
+def _sums(keys: list[tuple], layers: Sequence[LayerStats]) -> dict[tuple, Sums]:
+    """Per-example sums of every needed (input, pointwise) pair, all channels side by side.
+
+    One layer at a time: its element tensors are read once, each pointwise tensor is
+    reduced to the sums its reductions need, and only those ``[N, C]`` sums are kept.
+    """
+    kinds: dict[tuple, set[str]] = {}
+    for i, p, r in keys:
+        kinds.setdefault((i, p), set()).update(_kinds(r))
+    parts: dict[tuple, list[Sums]] = {pair: [] for pair in kinds}
     for layer in layers:
-        col = [None] * len(keys)
-        elements = {i: Elements(layer.stats_for(i)) for i in {i for i, _ in pairs}}
-        for (i, p), rows in pairs.items():
-            sums = Sums(p.fn(elements[i]))
-            for k in rows:
-                col[k] = keys[k][2].fn(sums)
-        columns.append(torch.stack(col))
-    return torch.cat(columns, dim=1)
+        elements = {i: Elements(layer.stats_for(i)) for i in {i for i, _ in kinds}}
+        for (i, p), needed in kinds.items():
+            parts[(i, p)].append(Sums.of(p.fn(elements[i]), needed))
+    return {pair: Sums.cat(found) for pair, found in parts.items()}
 
 
-def score(signals: Sequence[SignalSpec | str], layers: Sequence[LayerStats]) -> Tensor:
-    """Scores of every signal for every channel: ``[len(signals), sum of C]``.
+def _reduce(keys: list[tuple], sums: dict[tuple, Sums]) -> Tensor:
+    """``[K, C]`` (or ``[K, U]``) unscaled scores of each (input, pointwise, reduction) key."""
+    return torch.stack([r.fn(sums[(i, p)]) for i, p, r in keys])
+
+
+def score(
+    signals: Sequence[SignalSpec | str], layers: Sequence[LayerStats], units: UnitMap | None = None
+) -> Tensor:
+    """Scores of every signal for every channel, ``[len(signals), sum of C]``, or for every
+    coupled unit, ``[len(signals), n_units]``, when ``units`` is given.
 
     Columns follow ``layers`` in order (see :func:`layer_offsets`). Scores of pruned
     channels are computed like any other (they are zero for most signals); the
     protocol excludes them, and layer norms ignore them.
+
+    A unit's score is *pooled*: the unit is one channel whose element set is the union of
+    its members' elements. Per-example sums add over the members before ``abs_sum`` and
+    ``sqr_sum`` take the magnitude or the square; the denominator of a scaling pools as
+    the scaling says (:attr:`taxonomy.components.Scaling.pooling`): element counts
+    (``l0``, ``l0_active``) and layer norms (``l1``, ``l2``: each member's own layer's
+    norm, over that layer's channel scores) add over the members, while unit-level
+    quantities (``none``, ``weights_removed``) are the unit's own.
 
     Raises
     ------
@@ -170,14 +232,21 @@ def score(signals: Sequence[SignalSpec | str], layers: Sequence[LayerStats]) -> 
             )
         _check_available(spec, layers)
     keys = list(dict.fromkeys((s.input, s.pointwise, s.reduction) for s in specs))
-    base = _base_scores(keys, layers)
+    sums = _sums(keys, layers)
+    base = _reduce(keys, sums)
+    pooled = None if units is None else _reduce(keys, {pair: z.pool(units) for pair, z in sums.items()})
     layout = Layout(layers)
     row_of = {key: k for k, key in enumerate(keys)}
-    out = base.new_empty(len(specs), base.shape[1])
+    out = base.new_empty(len(specs), base.shape[1] if units is None else units.n_units)
     groups: dict[tuple, list[int]] = {}
     for n, s in enumerate(specs):
         groups.setdefault((s.input, s.scaling), []).append(n)
     for (i, sc), idx in groups.items():
-        rows = base[[row_of[(specs[n].input, specs[n].pointwise, specs[n].reduction)] for n in idx]]
-        out[idx] = rows / sc.fn(rows, layout, i)
+        rows = [row_of[(specs[n].input, specs[n].pointwise, specs[n].reduction)] for n in idx]
+        denominator = sc.fn(base[rows], layout, i)
+        if units is None:
+            out[idx] = base[rows] / denominator
+        else:
+            pool = units.add if sc.pooling == "sum" else units.pick
+            out[idx] = pooled[rows] / pool(denominator)
     return out

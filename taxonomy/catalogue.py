@@ -8,7 +8,9 @@ from functools import cache
 from taxonomy.aliases import aliases_of
 from taxonomy.components import Scaling
 from taxonomy.equivalence import (
+    UNCOUPLED,
     Conditional,
+    Context,
     conditional_equivalents,
     members,
     representative,
@@ -80,16 +82,16 @@ def formula_latex(spec: SignalSpec) -> str:
     return rf"S_i = {core},\quad {i.latex}"
 
 
-def describe(spec: SignalSpec) -> Cell:
-    """The catalogue entry of ``spec`` (references included)."""
+def describe(spec: SignalSpec, context: Context = UNCOUPLED) -> Cell:
+    """The catalogue entry of ``spec`` (references included), its class in ``context``."""
     if spec.is_reference:
         return Cell(spec, spec.id, 1, (), (), formula_text(spec), formula_latex(spec), ())
-    rep = representative(spec)
+    rep = representative(spec, context)
     return Cell(
         spec=spec,
         class_id=rep.id,
-        class_size=len(members(spec)),
-        rules=tuple(rule_of(spec)),
+        class_size=len(members(spec, context)),
+        rules=tuple(rule_of(spec, context)),
         aliases=tuple(aliases_of(spec)),
         text=formula_text(spec),
         latex=formula_latex(spec),
@@ -97,12 +99,12 @@ def describe(spec: SignalSpec) -> Cell:
     )
 
 
-def catalogue() -> tuple[Cell, ...]:
-    """Every cell of the space (480 built in), in component order."""
-    return _catalogue(space_version())
+def catalogue(context: Context = UNCOUPLED) -> tuple[Cell, ...]:
+    """Every cell of the space (480 built in), in component order, classes of ``context``."""
+    return _catalogue(space_version(), context)
 
 
 @cache
-def _catalogue(version: int) -> tuple[Cell, ...]:
+def _catalogue(version: int, context: Context) -> tuple[Cell, ...]:
     del version  # the cache key: registering an option rebuilds the catalogue
-    return tuple(describe(cell) for cell in all_cells())
+    return tuple(describe(cell, context) for cell in all_cells())

@@ -159,21 +159,37 @@ def _nonzero(d: Tensor) -> Tensor:
 class Scaling(Option):
     """S'_i = S_i / D: makes scores comparable across layers.
 
-    Attribute ``fn(S, layout, input)``: the denominator D, ``[K, C]`` for base scores
-    ``S [K, C]`` of one input type (:class:`taxonomy.bank.Layout` knows the layers).
+    Attributes: ``fn(S, layout, input)``, the denominator D, ``[K, C]`` for base scores
+    ``S [K, C]`` of one input type (:class:`taxonomy.bank.Layout` knows the layers); and
+    ``pooling``, how a coupled unit's denominator follows from its member channels':
+    ``"sum"`` (an extensive quantity: element counts, layer norms) or ``"unit"`` (already
+    the whole unit's: every member carries the same value).
     """
 
-    _required = ("fn",)
+    _required = ("fn", "pooling")
     fn: Callable[[Tensor, Layout, Input], Tensor]
+    pooling: str
+
+    def __init__(self, ident: str, meaning: str, text: str, latex: str, **extra: object) -> None:
+        if extra.get("pooling") not in ("sum", "unit"):
+            from taxonomy.errors import PrunetaxError
+
+            raise PrunetaxError(
+                f"scaling {ident!r}: `pooling` must be 'sum' or 'unit'; got {extra.get('pooling')!r}."
+            )
+        super().__init__(ident, meaning, text, latex, **extra)
 
 
-Scaling.NONE = Scaling.builtin("none", "no scaling", "D = 1", "1", fn=lambda s, lay, i: s.new_ones(s.shape))
+Scaling.NONE = Scaling.builtin(
+    "none", "no scaling", "D = 1", "1", fn=lambda s, lay, i: s.new_ones(s.shape), pooling="unit"
+)
 Scaling.L1 = Scaling.builtin(
     "l1",
     "layer L1 norm of the scores",
     "D = sum_j |S_j| over the layer",
     r"\sum_{j \in \ell} |S_j|",
     fn=lambda s, lay, i: _nonzero(lay.per_layer_sum(s.abs())),
+    pooling="sum",
 )
 Scaling.L2 = Scaling.builtin(
     "l2",
@@ -181,6 +197,7 @@ Scaling.L2 = Scaling.builtin(
     "D = sqrt(sum_j S_j^2) over the layer",
     r"\sqrt{\sum_{j \in \ell} S_j^2}",
     fn=lambda s, lay, i: _nonzero(lay.per_layer_sum(s.square()).sqrt()),
+    pooling="sum",
 )
 Scaling.L0 = Scaling.builtin(
     "l0",
@@ -188,6 +205,7 @@ Scaling.L0 = Scaling.builtin(
     "D = |x set| (weight: C_in*k^2, activation: H*W)",
     r"|\mathcal{X}_i|",
     fn=lambda s, lay, i: _nonzero(lay.counts(i, "count").to(s.dtype)).expand_as(s),
+    pooling="sum",
 )
 Scaling.L0_ACTIVE = Scaling.builtin(
     "l0_active",
@@ -195,6 +213,7 @@ Scaling.L0_ACTIVE = Scaling.builtin(
     "D = |x set| over active input channels",
     r"|\mathcal{X}_i^{\mathrm{active}}|",
     fn=lambda s, lay, i: _nonzero(lay.counts(i, "count_active").to(s.dtype)).expand_as(s),
+    pooling="sum",
 )
 Scaling.WEIGHTS_REMOVED = Scaling.builtin(
     "weights_removed",
@@ -202,15 +221,22 @@ Scaling.WEIGHTS_REMOVED = Scaling.builtin(
     "D = own filter + consumer slices + coupled filters",
     r"\Delta W_i",
     fn=lambda s, lay, i: _nonzero(lay.weights_removed.to(s.dtype)).expand_as(s),
+    pooling="unit",
 )
 
 
 class Reference(Option):
-    """Reference signals outside the taxonomy (scored by ``study.unit_scores``)."""
+    """Reference signals outside the taxonomy (scored by ``study.unit_scores``).
+
+    ``randomised`` references (``random``) are a distribution, not one trajectory: a
+    study runs several independent draws of them per repeat.
+    """
+
+    randomised: bool = False
 
 
 Reference.RANDOM = Reference.builtin(
-    "random", "uniform random choice among active channels", "S_i ~ U(0, 1)", r"U(0,1)"
+    "random", "uniform random choice among active channels", "S_i ~ U(0, 1)", r"U(0,1)", randomised=True
 )
 Reference.ORACLE = Reference.builtin(
     "oracle",

@@ -22,6 +22,17 @@ Unconditional rules
    (``abs_sum``-``l2``)^2 (value) or (``sum``-``l2``)^2 (apoz): with u >= 0,
    u_i^2 / sum_j u_j^2 = (u_i / sqrt(sum_j u_j^2))^2, the norms over the same active channels.
 
+Rules hold per channel; a pruning decision ranks *units*. A rule may merge cells only where
+it holds at the unit level, so the classes depend on a :class:`Context`: whether the
+network has coupled units (residual adds, concatenations, grouped convs) and how a unit's
+score is formed from its members' (``aggregation``). Rules 1, 2, 4a and 4b relate cells by
+a positive factor or an equality per channel and per example, which survives every
+aggregation. Rule 4c is a monotone map, not a factor: with coupled units it holds under
+``max`` aggregation (the max of squares is the square of the max), for the unscaled pair
+under ``pooled`` (the square of the unit's own sum), and not otherwise (a sum of squares
+is not the square of a sum; the pooled ``l1`` denominator, a sum of member layer norms, is
+not the square of the ``l2`` one's). There the 4c cells are classes of their own.
+
 Conditional rules (reported by :func:`conditional_equivalents`)
 ---------------------------------------------------------------
 3. weight-``taylor`` with ``sum``/``abs_sum``/``sqr_sum`` equals activation-``taylor`` with the
@@ -45,6 +56,9 @@ from taxonomy.options import space_version
 from taxonomy.spec import SignalSpec, all_cells
 
 __all__ = [
+    "Context",
+    "UNCOUPLED",
+    "AGGREGATIONS",
     "Conditional",
     "representative",
     "classes",
@@ -58,8 +72,42 @@ __all__ = [
 MONOTONE_RULES = frozenset({"4c"})
 """Rules whose members are related by a strictly increasing map, not a positive factor."""
 
+AGGREGATIONS = ("pooled", "sum", "mean", "max")
+"""How a coupled unit's score is formed: ``pooled`` (the unit as one channel of the union
+of its members' elements; the default), or the ``sum``/``mean``/``max`` of its member
+channels' scaled scores."""
 
-def _rule_step(spec: SignalSpec) -> tuple[str, SignalSpec] | None:
+
+@dataclass(frozen=True)
+class Context:
+    """What decides which rules hold at the unit level: coupled units, and their aggregation."""
+
+    coupled: bool = False
+    aggregation: str = "pooled"
+
+    def __post_init__(self) -> None:
+        if self.aggregation not in AGGREGATIONS:
+            from taxonomy.errors import invalid
+
+            raise invalid("aggregation", self.aggregation, AGGREGATIONS)
+
+    def allows_4c(self, scaling: S) -> bool:
+        """Rule 4c at unit level: the per-channel map commutes with the unit's aggregation."""
+        if not self.coupled or self.aggregation == "max":  # max of squares = square of the max
+            return True
+        return scaling is S.NONE and self.aggregation == "pooled"  # (sum over the union)^2
+
+    def describe(self) -> str:
+        if not self.coupled:
+            return "a network without coupled units"
+        return f"a network with coupled units, {self.aggregation} aggregation"
+
+
+UNCOUPLED = Context()
+"""A network whose every unit is one channel: every rule holds (the paper's plain networks)."""
+
+
+def _rule_step(spec: SignalSpec, context: Context = UNCOUPLED) -> tuple[str, SignalSpec] | None:
     """One unconditional rewrite of ``spec`` towards its representative, or None."""
     i, p, r, s = spec.components
     if i is I.ACTIVATION and s is S.L0_ACTIVE:
@@ -70,53 +118,59 @@ def _rule_step(spec: SignalSpec) -> tuple[str, SignalSpec] | None:
         return "2", spec.replace(reduction=R.SUM)
     if p is P.HESSIAN_LM and r in (R.L1, R.ABS_SUM):
         return "4a", spec.replace(reduction=R.SUM)
-    if i is I.WEIGHT and s in (S.NONE, S.L1) and r is R.SQR_SUM and p in (P.VALUE, P.APOZ):
+    if (
+        i is I.WEIGHT
+        and s in (S.NONE, S.L1)
+        and r is R.SQR_SUM
+        and p in (P.VALUE, P.APOZ)
+        and context.allows_4c(s)
+    ):
         return "4c", spec.replace(
             reduction=R.ABS_SUM if p is P.VALUE else R.SUM, scaling=S.NONE if s is S.NONE else S.L2
         )
     return None
 
 
-def rule_of(spec: SignalSpec) -> list[str]:
+def rule_of(spec: SignalSpec, context: Context = UNCOUPLED) -> list[str]:
     """The rules applied, in order, to reach the representative of ``spec``."""
     rules = []
-    while (step := _rule_step(spec)) is not None:
+    while (step := _rule_step(spec, context)) is not None:
         rules.append(step[0])
         spec = step[1]
     return rules
 
 
-def representative(spec: SignalSpec) -> SignalSpec:
-    """The class representative of ``spec`` (itself for references)."""
+def representative(spec: SignalSpec, context: Context = UNCOUPLED) -> SignalSpec:
+    """The class representative of ``spec`` (itself for references) in ``context``."""
     if spec.is_reference:
         return spec
-    while (step := _rule_step(spec)) is not None:
+    while (step := _rule_step(spec, context)) is not None:
         spec = step[1]
     return spec
 
 
-def classes() -> dict[SignalSpec, tuple[SignalSpec, ...]]:
-    """Representative -> members (in cell order) over every cell of the space."""
-    return _classes(space_version())
+def classes(context: Context = UNCOUPLED) -> dict[SignalSpec, tuple[SignalSpec, ...]]:
+    """Representative -> members (in cell order) over every cell of the space, in ``context``."""
+    return _classes(space_version(), context)
 
 
 @cache
-def _classes(version: int) -> dict[SignalSpec, tuple[SignalSpec, ...]]:
+def _classes(version: int, context: Context) -> dict[SignalSpec, tuple[SignalSpec, ...]]:
     del version  # the cache key: registering an option rebuilds the classes
     out: dict[SignalSpec, list[SignalSpec]] = defaultdict(list)
     for cell in all_cells():
-        out[representative(cell)].append(cell)
+        out[representative(cell, context)].append(cell)
     return {rep: tuple(m) for rep, m in out.items()}
 
 
-def distinct() -> list[SignalSpec]:
-    """One representative per equivalence class, in cell order."""
-    return list(classes())
+def distinct(context: Context = UNCOUPLED) -> list[SignalSpec]:
+    """One representative per equivalence class, in cell order, in ``context``."""
+    return list(classes(context))
 
 
-def members(spec: SignalSpec) -> tuple[SignalSpec, ...]:
-    """Every cell in the class of ``spec``."""
-    return classes()[representative(spec)] if not spec.is_reference else (spec,)
+def members(spec: SignalSpec, context: Context = UNCOUPLED) -> tuple[SignalSpec, ...]:
+    """Every cell in the class of ``spec`` in ``context``."""
+    return classes(context)[representative(spec, context)] if not spec.is_reference else (spec,)
 
 
 @dataclass(frozen=True)

@@ -10,11 +10,22 @@ from collections.abc import Iterable, Mapping
 from taxonomy.aliases import ALIASES
 from taxonomy.catalogue import Cell, catalogue, describe
 from taxonomy.components import AXES
-from taxonomy.equivalence import distinct, members
+from taxonomy.equivalence import UNCOUPLED, Context, distinct, members
 from taxonomy.errors import invalid
 from taxonomy.spec import SignalSpec
 
-__all__ = ["filter_cells", "render", "summary_line", "explain"]
+__all__ = ["filter_cells", "render", "summary_line", "explain", "UNIT_SCORE"]
+
+UNIT_SCORE = {
+    "pooled": "a coupled unit (channels pruned together) is scored as one channel whose element set "
+    "is the union of its members' elements: per-example sums add over the members before "
+    "abs_sum/sqr_sum; l0/l0_active count the unit's elements, weights_removed its weights; "
+    "l1/l2 divide by the sum of its member layers' norms",
+    "sum": "a coupled unit's score is the sum of its member channels' scaled scores",
+    "mean": "a coupled unit's score is the mean of its member channels' scaled scores",
+    "max": "a coupled unit's score is the largest of its member channels' scaled scores",
+}
+"""How a unit's score is formed under each aggregation (``explain`` and the report say it)."""
 
 
 def _parse_filter(axis: str, value: str | Iterable[str] | None) -> set[str] | None:
@@ -31,12 +42,16 @@ def _parse_filter(axis: str, value: str | Iterable[str] | None) -> set[str] | No
 
 
 def filter_cells(
-    filters: Mapping[str, str | Iterable[str] | None], distinct: bool = False, aliases_only: bool = False
+    filters: Mapping[str, str | Iterable[str] | None],
+    distinct: bool = False,
+    aliases_only: bool = False,
+    context: Context = UNCOUPLED,
 ) -> list[Cell]:
-    """Cells matching every component filter (each a set of ids; None = any)."""
+    """Cells matching every component filter (each a set of ids; None = any); their classes
+    are those of ``context``."""
     wanted = {axis: _parse_filter(axis, filters.get(axis)) for axis in AXES}
     out = []
-    for cell in catalogue():
+    for cell in catalogue(context):
         parts = dict(zip(AXES, (c.id for c in cell.spec.components), strict=True))
         if any(w is not None and parts[a] not in w for a, w in wanted.items()):
             continue
@@ -74,18 +89,18 @@ def render(cells: list[Cell], fmt: str) -> str:
     raise invalid("format", fmt, ["table", "csv", "json"])
 
 
-def summary_line(cells: list[Cell]) -> str:
+def summary_line(cells: list[Cell], context: Context = UNCOUPLED) -> str:
     """The closing count line."""
     classes = len({c.class_id for c in cells})
     return (
         f"{len(cells)} cells shown in {classes} equivalence classes; the space has "
-        f"{len(catalogue())} cells in {len(distinct())} distinct classes."
+        f"{len(catalogue())} cells in {len(distinct(context))} distinct classes for {context.describe()}."
     )
 
 
-def explain(spec: SignalSpec) -> str:
-    """A human description of one signal."""
-    cell = describe(spec)
+def explain(spec: SignalSpec, context: Context = UNCOUPLED) -> str:
+    """A human description of one signal (its class in ``context``)."""
+    cell = describe(spec, context)
     if spec.is_reference:
         return (
             f"{spec.id}: reference signal outside the taxonomy\n"
@@ -98,12 +113,15 @@ def explain(spec: SignalSpec) -> str:
     lines.append(f"  latex      {cell.latex}")
     for name in cell.aliases:
         lines.append(f"  literature {name}: {ALIASES[name].citation}")
-    others = [m.id for m in members(spec) if m != spec]
+    others = [m.id for m in members(spec, context) if m != spec]
+    others = [f"this one and {len(others)} other(s): " + ", ".join(others)] if others else []
     rules = f" (rules {', '.join(cell.rules)})" if cell.rules else ""
     lines.append(
         f"  class      {cell.class_id}{rules}, {cell.class_size} member(s)"
-        + (": " + ", ".join(others) if others else "")
+        + (" - " + others[0] if others else "")
+        + f" (classes for {context.describe()})"
     )
+    lines.append(f"  unit       {UNIT_SCORE[context.aggregation]}")
     for cond in cell.conditional:
         lines.append(f"  equals     {cond.other.id} (rule {cond.rule}) at {cond.condition}")
     return "\n".join(lines)

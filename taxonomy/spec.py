@@ -55,6 +55,11 @@ class SignalSpec:
     def is_reference(self) -> bool:
         return self.reference is not None
 
+    @property
+    def randomised(self) -> bool:
+        """True for a signal drawn at random (several draws make its distribution)."""
+        return self.reference is not None and self.reference.randomised
+
     def replace(self, **changes: object) -> SignalSpec:
         """A copy with some components changed."""
         fields = dict(

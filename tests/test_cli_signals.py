@@ -31,7 +31,7 @@ KEYS = {
     "conditional",
 }
 N_CELLS, N_CLASSES = 480, 348
-COUNT_LINE = f"the space has {N_CELLS} cells in {N_CLASSES} distinct classes."
+COUNT_LINE = f"the space has {N_CELLS} cells in {N_CLASSES} distinct classes for a network without coupled units."
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:

@@ -72,7 +72,7 @@ def test_a_pointwise_measure_joins_every_input_reduction_and_scaling():
 
 def test_a_scaling_divides_every_base_score():
     with registered(
-        Scaling, "toy_half", "twice the score", "D = 2", "2", fn=lambda s, lay, i: s.new_full(s.shape, 2.0)
+        Scaling, "toy_half", "twice the score", "D = 2", "2", fn=lambda s, lay, i: s.new_full(s.shape, 2.0), pooling="unit"
     ):
         layers = _layers(["activation-taylor-abs_sum-toy_half", "activation-taylor-abs_sum-none"])
         got = score(["activation-taylor-abs_sum-toy_half", "activation-taylor-abs_sum-none"], layers)

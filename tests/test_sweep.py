@@ -45,8 +45,9 @@ def _spec(tmp_path, extra: str = "", signals: str = SIGNALS, cache: str = "resul
 def test_spec_expands_to_the_expected_trials(tmp_path):
     spec = parse_spec(_spec(tmp_path))
     trials = expand(spec)
-    # 11 aliases (paper_best are aliases) + random + oracle + activation-taylor distinct cells not yet chosen
-    assert len({t.signal for t in trials}) * 2 == len(trials) >= 40
+    # 11 aliases (paper_best are aliases) + random (5 draws) + oracle + activation-taylor distinct cells
+    assert (len({t.signal for t in trials}) + 4) * 2 == len(trials) >= 40
+    assert sorted(t.draw for t in trials if t.signal == "random" and t.seed == 0) == [0, 1, 2, 3, 4]
     assert {t.seed for t in trials} == {0, 1} and {t.base_seed for t in trials} == {0}
     plan = make_plan(spec)
     assert plan.stored_ok == 0 and len(plan.todo) == len(trials)
@@ -88,12 +89,12 @@ def test_cli_bad_spec_exits_2_and_runs_nothing(tmp_path, capsys):
 @pytest.mark.ray
 def test_sweep_runs_through_ray_and_resumes_idempotently(ray_cluster, model_cache, tmp_path, capsys):
     path = tmp_path / "spec.toml"
-    fail = '\n[[runs]]\nprotocol = "sensitivity"\nsignals = ["l1_filter"]\neval_batch_size = 200\n'
+    fail = '\n[[runs]]\nprotocol = "sensitivity"\nsignals = ["l1_filter"]\neval_batch_size = 300\n'
     path.write_text(_spec(tmp_path, fail, cache=str(model_cache)))
     spec = parse_spec(path.read_text())
     n = len(expand(spec))
     assert n >= 42
-    assert main(["sweep", str(path)]) == 1  # one run fails on purpose (2 trials: 2 x 200 > 256 eval images)
+    assert main(["sweep", str(path)]) == 1  # one run fails on purpose (2 trials: 2 x 300 > 400 eval images)
     out = capsys.readouterr().out
     assert f"{n - 2} trials ok, 2 failed" in out
     store = Store(tmp_path / "store")

@@ -25,9 +25,10 @@ cache_dir = "{cache}"
 models = ["tiny_cnn", "tiny_resnet"]
 datasets = ["digits"]
 base_seeds = {seeds}
-seeds = "base"                      # a repeat = another base model and other eval batches
-signals = {signals}
+seeds = "base"                      # a repeat: its own split, base model and eval batches
+signals = {signals}                 # distinct: per network (coupling decides the classes)
 signals_per_unit = 60               # signals pruned in lockstep per Ray trial
+random_draws = 5                    # independent draws of `random` per repeat
 device = "{device}"
 
 [resources]

@@ -74,6 +74,12 @@ def add(sub: argparse._SubParsersAction) -> None:
         help="signal to run (repeatable): id, alias, random or oracle",
     )
     p.add_argument("--seed", type=int, default=0, help="trial seed: eval batches, random signal, retraining")
+    p.add_argument(
+        "--random-draws",
+        type=int,
+        default=5,
+        help="independent draws of the random signal (its distribution is the baseline; default 5)",
+    )
     p.add_argument("--base-seed", type=int, default=0, help="seed of the base model's training")
     p.add_argument("--store", default="results/store", help="results store folder (default results/store)")
     p.add_argument("--force", action="store_true", help="rerun trials already in the store")
@@ -109,6 +115,10 @@ def environment(args: argparse.Namespace):  # noqa: ANN201 - a study.environment
     return Environment(args.cache_dir, args.data_root, args.device, args.download)
 
 
+def _label(signal: str, draw: int) -> str:
+    return f"{signal} (draw {draw})" if signal == "random" else signal
+
+
 def _set_threads(n: int) -> None:
     import torch
 
@@ -123,10 +133,19 @@ def _run(args: argparse.Namespace) -> int:
     from study.execute import execute, pending
     from study.store import Store
     from study.trial import TrialSpec
+    from taxonomy.spec import parse
 
+    if args.random_draws < 1:
+        from taxonomy.errors import PrunetaxError
+
+        raise PrunetaxError(f"`--random-draws` must be >= 1; got {args.random_draws}.")
     protocol = protocol_from_args(args)
     _set_threads(args.threads)
-    specs = [TrialSpec(args.model, args.dataset, s, protocol, args.seed, args.base_seed) for s in args.signal]
+    specs = [
+        TrialSpec(args.model, args.dataset, s.id, protocol, args.seed, args.base_seed, draw)
+        for s in (parse(x) for x in args.signal)
+        for draw in range(args.random_draws if s.randomised else 1)
+    ]
     for spec in specs[:1]:
         spec.validate_names()
     store = Store(args.store)
@@ -134,7 +153,7 @@ def _run(args: argparse.Namespace) -> int:
     todo = pending(specs, store, skip)
     for spec in specs:
         if spec not in todo:
-            print(f"{spec.signal}: already stored ({spec.run_key}); use --force to rerun")
+            print(f"{_label(spec.signal, spec.draw)}: already stored ({spec.run_key}); use --force to rerun")
     failed = 0
 
     def report(record) -> None:  # noqa: ANN001
@@ -142,10 +161,10 @@ def _run(args: argparse.Namespace) -> int:
         t = record.trial
         if not record.ok:
             failed += 1
-            print(f"{t['signal']}: FAILED: {t['error']}", file=sys.stderr)
+            print(f"{_label(t['signal'], t['draw'])}: FAILED: {t['error']}", file=sys.stderr)
             return
         print(
-            f"{t['signal']}: sparsity at a 5-point drop {t['sparsity_at_5']:.2f}% "
+            f"{_label(t['signal'], t['draw'])}: sparsity at a 5-point drop {t['sparsity_at_5']:.2f}% "
             f"(1: {t['sparsity_at_1']:.2f}, 2: {t['sparsity_at_2']:.2f}, 10: {t['sparsity_at_10']:.2f}); "
             f"reference {t['reference_acc']:.2f}%, {t['n_steps']} steps, {t['wall_s']:.1f} s, "
             f"run_key {t['run_key']}"

@@ -27,7 +27,7 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--dataset", default="digits", help="registered dataset name or imagefolder:PATH (default: digits)"
     )
     p.add_argument("--seed", type=int, default=0, help="initialisation / batch-order seed (default: 0)")
-    p.add_argument("--split-seed", type=int, default=0, help="data split seed (default: 0)")
+    p.add_argument("--split-seed", type=int, help="data split seed (default: the seed: each repeat its own split)")
     p.add_argument("--epochs", type=int)
     p.add_argument("--lr", type=float, help="initial learning rate")
     p.add_argument("--batch-size", type=int)

@@ -76,24 +76,48 @@ def _count(size: int | float, total: int, what: str) -> int:
     return n
 
 
-def split_indices(
-    n_train: int, n_test: int, seed: int, eval_size: int | float, test_size: int | float
-) -> dict[str, Tensor]:
-    """Seeded, sorted, disjoint indices covering ``range(n_train + n_test)``.
+def _take(labels: Tensor, pool: Tensor, n: int, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+    """A stratified draw of ``n`` of the ``pool`` indices and the rest.
 
-    With an official test set (``n_test > 0``) it is the test split and ``eval_size``
-    examples are drawn from the training pool; otherwise ``test_size`` then ``eval_size``
-    examples are drawn from the whole set. Sizes may be counts or fractions of the pool.
+    Each class gets its share of ``n`` (largest remainders first, ties by class order),
+    its members taken in a seeded random order: the held-out split has the pool's class
+    proportions, whatever the seed.
+    """
+    if n == 0:
+        return pool[:0], pool
+    pool = pool[torch.randperm(len(pool), generator=gen)]
+    classes, counts = torch.unique(labels[pool], return_counts=True)
+    exact = counts.double() * n / len(pool)
+    share = exact.floor().long()
+    rest = torch.argsort(-(exact - share), stable=True)[: n - int(share.sum())]
+    share[rest] += 1
+    taken = [pool[labels[pool] == c][: int(k)] for c, k in zip(classes.tolist(), share.tolist(), strict=True)]
+    chosen = torch.cat(taken)
+    keep = torch.ones(len(labels), dtype=torch.bool)
+    keep[chosen] = False
+    return chosen, pool[keep[pool]]
+
+
+def split_indices(
+    labels: Tensor, n_train: int, seed: int, eval_size: int | float, test_size: int | float
+) -> dict[str, Tensor]:
+    """Seeded, stratified, sorted, disjoint indices covering ``range(len(labels))``.
+
+    ``labels`` are in the dataset's canonical order, official training examples (the first
+    ``n_train``) first. With an official test set (``n_train < len(labels)``) it is the test
+    split and ``eval_size`` examples are drawn from the training pool; otherwise
+    ``test_size`` then ``eval_size`` examples are drawn from the whole set. Sizes may be
+    counts or fractions of the pool; every draw keeps the class proportions.
     """
     gen = torch.Generator().manual_seed(seed)
-    perm = torch.randperm(n_train, generator=gen)
-    if n_test > 0:
-        test = torch.arange(n_train, n_train + n_test)
+    labels = torch.as_tensor(labels).long()
+    pool = torch.arange(n_train)
+    if n_train < len(labels):
+        test = torch.arange(n_train, len(labels))
     else:
-        n = _count(test_size, n_train, "test_size")
-        test, perm = perm[:n], perm[n:]
-    n_eval = _count(eval_size, len(perm), "eval_size")
-    out = {"train": perm[n_eval:], "eval": perm[:n_eval], "test": test}
+        test, pool = _take(labels, pool, _count(test_size, n_train, "test_size"), gen)
+    held, train = _take(labels, pool, _count(eval_size, len(pool), "eval_size"), gen)
+    out = {"train": train, "eval": held, "test": test}
     return {k: v.sort().values for k, v in out.items()}
 
 

@@ -41,7 +41,7 @@ __all__ = [
     "Aggregation",
 ]
 
-Aggregation = Literal["sum", "mean", "max"]
+Aggregation = Literal["pooled", "sum", "mean", "max"]
 OnStep = Callable[["TrajectoryResult"], None] | None
 
 
@@ -60,8 +60,12 @@ class Protocol(ABC):
     eval_batches: EvalBatches = 2
     eval_batch_size: EvalBatchSize = 128
     aggregation: Annotated[
-        Aggregation, Field(description="how the member channels' scores of a coupled unit combine")
-    ] = "sum"
+        Aggregation,
+        Field(
+            description="a coupled unit's score: pooled (the unit as one channel of its members' elements) "
+            "| sum | mean | max of its member channels' scores"
+        ),
+    ] = "pooled"
 
     @property
     def saliency(self) -> SaliencyData:
@@ -69,12 +73,22 @@ class Protocol(ABC):
 
     @abstractmethod
     def run(
-        self, setup: Setup, signals: Sequence[SignalSpec], on_step: OnStep = None
+        self,
+        setup: Setup,
+        signals: Sequence[SignalSpec],
+        on_step: OnStep = None,
+        draws: Sequence[int] | None = None,
     ) -> list[TrajectoryResult]:
         """Run every signal's trajectory on ``setup``; one result per signal, in order.
 
-        The base model is left as it was (weights and masks restored).
+        ``draws`` numbers the independent draws of randomised signals (``random``): draw d
+        seeds the trajectory's generator (:func:`study.trajectory.draw_seed`). The base
+        model is left as it was (weights and masks restored).
         """
+
+    def units_per_step(self, total_units: int) -> int | None:
+        """Units pruned per greedy step (more than 1 = a coarse run); None if not stepwise."""
+        return None
 
     def as_dict(self) -> dict[str, Any]:
         """Canonical, JSON-ready form: ``name`` plus every parameter (part of the run_key)."""

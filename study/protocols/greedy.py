@@ -67,12 +67,16 @@ class Greedy(Protocol):
         return None
 
     def run(
-        self, setup: Setup, signals: Sequence[SignalSpec], on_step: OnStep = None
+        self,
+        setup: Setup,
+        signals: Sequence[SignalSpec],
+        on_step: OnStep = None,
+        draws: Sequence[int] | None = None,
     ) -> list[TrajectoryResult]:
         from study import trajectory  # torch-heavy: imported when a protocol runs
 
         retrainer = self.retrainer(setup)
-        run = trajectory.Run(setup, signals, self.aggregation, self.tap, on_step)
+        run = trajectory.Run(setup, signals, self.aggregation, self.tap, on_step, draws)
         try:
             run.start()
             self._loop(run, retrainer)
@@ -81,8 +85,6 @@ class Greedy(Protocol):
         return results
 
     def _loop(self, run: Run, retrainer: Retrainer | None) -> None:
-        from study.trajectory import choose_units
-
         k = self.units_per_step(run.setup.groups.n_units)
         branches, step = [run.root], 0
         while branches:
@@ -90,14 +92,14 @@ class Greedy(Protocol):
             nxt: list[Branch] = []
             for br in branches:
                 live = [t for t in br.members if not t.done]
-                masked = run.load(br)
+                run.load(br)
                 timing: dict = {}
                 scores, errors = run.scores(live, timing)
                 by_choice: dict[tuple[int, ...], list[int]] = {}
                 for i, t in enumerate(live):
                     if not run.usable(t, i, scores, errors):
                         continue
-                    chosen = choose_units(scores[i], masked, k)
+                    chosen = run.choose(scores[i], k)
                     if not chosen:
                         t.stop("nothing left to prune")
                         continue

@@ -40,11 +40,15 @@ class OneShot(Protocol):
     ] = (10.0, 20.0, 30.0, 40.0, 50.0)
 
     def run(
-        self, setup: Setup, signals: Sequence[SignalSpec], on_step: OnStep = None
+        self,
+        setup: Setup,
+        signals: Sequence[SignalSpec],
+        on_step: OnStep = None,
+        draws: Sequence[int] | None = None,
     ) -> list[TrajectoryResult]:
         from study import trajectory  # torch-heavy: imported when a protocol runs
 
-        run = trajectory.Run(setup, signals, self.aggregation, self.tap, on_step)
+        run = trajectory.Run(setup, signals, self.aggregation, self.tap, on_step, draws)
         try:
             run.start()
             run.load(run.root)
@@ -58,9 +62,8 @@ class OneShot(Protocol):
         return results
 
     def _cut(self, run: Run, t: Trajectory, scores: Tensor, timing: dict) -> None:
-        from study.trajectory import choose_units
-
-        order = choose_units(scores, run.load(run.root), run.setup.groups.n_units)
+        run.load(run.root)
+        order = run.choose(scores, run.setup.groups.n_units)
         done = 0
         for step, target in enumerate(sorted(self.targets), start=1):
             cut = _cut_length(run.masked, order, done, target, run.initial.weights)

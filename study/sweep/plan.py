@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from study.groups import network_context
 from study.rankings import RankJob
 from study.store import Store
 from study.sweep.spec import SweepSpec
@@ -26,15 +27,21 @@ def _seed_pairs(spec: SweepSpec) -> list[tuple[int, int]]:
 
 
 def expand(spec: SweepSpec) -> list[TrialSpec]:
-    """Every trial of the sweep, in a stable order (duplicates removed)."""
+    """Every trial of the sweep, in a stable order (duplicates removed).
+
+    Signal selectors resolve per network (``distinct`` is the network's classes), and a
+    randomised signal (``random``) runs ``random_draws`` independent draws per repeat.
+    """
     out: dict[str, TrialSpec] = {}
     for run in spec.runs:
         for model in run.models:
+            signals = run.signals.resolve(network_context(model, run.protocol.aggregation))
             for dataset in run.datasets:
                 for base_seed, seed in _seed_pairs(spec):
-                    for signal in run.signals:
-                        t = TrialSpec(model, dataset, signal.id, run.protocol, seed, base_seed)
-                        out.setdefault(t.run_key, t)
+                    for signal in signals:
+                        for draw in range(spec.random_draws if signal.randomised else 1):
+                            t = TrialSpec(model, dataset, signal.id, run.protocol, seed, base_seed, draw)
+                            out.setdefault(t.run_key, t)
     return list(out.values())
 
 
@@ -42,13 +49,11 @@ def rank_jobs(spec: SweepSpec) -> list[RankJob]:
     rq = spec.rank_quality
     if rq is None:
         return []
-    ids = tuple(s.id for s in rq.signals)
-    return [
-        RankJob(m, d, b, s, ids, rq.saliency)
-        for m in spec.models
-        for d in spec.datasets
-        for b, s in _seed_pairs(spec)
-    ]
+    out = []
+    for m in spec.models:
+        ids = tuple(s.id for s in rq.signals.resolve(network_context(m)))
+        out += [RankJob(m, d, b, s, ids, rq.saliency) for d in spec.datasets for b, s in _seed_pairs(spec)]
+    return out
 
 
 @dataclass

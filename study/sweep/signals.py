@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 
 from taxonomy.aliases import ALIASES
-from taxonomy.equivalence import distinct, representative
+from taxonomy.equivalence import UNCOUPLED, Context, distinct, representative
 from taxonomy.errors import PrunetaxError
 from taxonomy.listing import filter_cells
 from taxonomy.spec import SignalSpec, all_cells, parse
@@ -22,17 +22,17 @@ __all__ = ["GROUPS", "select_signals"]
 PAPER_BEST = ("best_weight", "best_activation", "best_gradient")
 
 GROUPS = {
-    "all": lambda: all_cells(),
-    "distinct": lambda: distinct(),
-    "aliases": lambda: [a.spec for a in ALIASES.values()],
-    "paper_best": lambda: [parse(n) for n in PAPER_BEST],
+    "all": lambda context: all_cells(),
+    "distinct": lambda context: distinct(context),
+    "aliases": lambda context: [a.spec for a in ALIASES.values()],
+    "paper_best": lambda context: [parse(n) for n in PAPER_BEST],
 }
-"""Named groups of signals usable in a spec."""
+"""Named groups of signals usable in a spec (``distinct`` depends on the network's context)."""
 
 _FILTER_KEYS = {"input", "pointwise", "reduction", "scaling", "distinct"}
 
 
-def _from_filter(table: Mapping[str, object]) -> list[SignalSpec]:
+def _from_filter(table: Mapping[str, object], context: Context) -> list[SignalSpec]:
     unknown = set(table) - _FILTER_KEYS
     if unknown:
         raise PrunetaxError(
@@ -40,23 +40,28 @@ def _from_filter(table: Mapping[str, object]) -> list[SignalSpec]:
             f"{', '.join(sorted(_FILTER_KEYS))}."
         )
     filters = {k: v for k, v in table.items() if k != "distinct"}
-    return [c.spec for c in filter_cells(filters, distinct=bool(table.get("distinct", False)))]
+    return [
+        c.spec for c in filter_cells(filters, distinct=bool(table.get("distinct", False)), context=context)
+    ]
 
 
-def select_signals(items: Iterable[str | Mapping[str, object]]) -> list[SignalSpec]:
-    """Resolve selectors to signals, one per equivalence class, in first-seen order."""
+def select_signals(
+    items: Iterable[str | Mapping[str, object]], context: Context = UNCOUPLED
+) -> list[SignalSpec]:
+    """Resolve selectors to signals, one per equivalence class of ``context`` (the network's
+    coupling and aggregation decide which rules hold), in first-seen order."""
     out: dict[str, SignalSpec] = {}
     for item in items:
         if isinstance(item, Mapping):
-            specs = _from_filter(item)
+            specs = _from_filter(item, context)
         elif isinstance(item, str) and item.strip().lower() in GROUPS:
-            specs = GROUPS[item.strip().lower()]()
+            specs = GROUPS[item.strip().lower()](context)
         elif isinstance(item, str):
             specs = [parse(item)]
         else:
             raise PrunetaxError(f"a signal selector must be a string or a table of filters; got {item!r}.")
         for spec in specs:
-            out.setdefault(representative(spec).id, spec)
+            out.setdefault(representative(spec, context).id, spec)
     if not out:
         raise PrunetaxError("the signal selectors select no signal.")
     return list(out.values())

@@ -10,8 +10,9 @@ Example (every key but ``models`` and ``runs`` is optional)::
     datasets = ["digits"]
     base_seeds = [0, 1, 2]                # one base model per seed (trained once, cached)
     seeds = "base"                        # trial seed = base seed; or a list (cartesian)
-    signals = ["distinct", "random", "oracle"]
+    signals = ["distinct", "random", "oracle"]   # distinct: per network (its coupling decides)
     signals_per_unit = 64                 # trials batched (in lockstep) per Ray trial
+    random_draws = 5                      # independent draws of `random` per repeat
 
     [resources]
     cpus_per_trial = 1
@@ -43,6 +44,7 @@ from study.environment import DEFAULT_CACHE, Environment
 from study.protocols import PROTOCOLS, Protocol, make_protocol, parameters
 from study.saliency import PAPER_SALIENCY, SaliencyData
 from study.sweep.signals import select_signals
+from taxonomy.equivalence import UNCOUPLED, Context
 from taxonomy.errors import PrunetaxError
 from taxonomy.spec import SignalSpec
 
@@ -58,6 +60,7 @@ _SWEEP_KEYS = {
     "seeds",
     "signals",
     "signals_per_unit",
+    "random_draws",
     "cache_dir",
     "data_root",
     "device",
@@ -78,11 +81,22 @@ class Resources:
 
 
 @dataclass(frozen=True)
+class Selection:
+    """Signal selectors as written (ids, aliases, groups, filter tables), resolved per network:
+    ``distinct`` and the de-duplication depend on the network's equivalence context."""
+
+    items: tuple
+
+    def resolve(self, context: Context = UNCOUPLED) -> tuple[SignalSpec, ...]:
+        return tuple(select_signals(self.items, context))
+
+
+@dataclass(frozen=True)
 class Run:
     """One protocol configuration and the signals/models/datasets it applies to."""
 
     protocol: Protocol
-    signals: tuple[SignalSpec, ...]
+    signals: Selection
     models: tuple[str, ...]
     datasets: tuple[str, ...]
 
@@ -91,7 +105,7 @@ class Run:
 class RankQuality:
     """Oracle rank-quality job: unit scores of every signal and the oracle, unpruned network."""
 
-    signals: tuple[SignalSpec, ...]
+    signals: Selection
     saliency: SaliencyData = field(default=PAPER_SALIENCY)
 
 
@@ -107,6 +121,7 @@ class SweepSpec:
     rank_quality: RankQuality | None = None
     resources: Resources = field(default_factory=Resources)
     signals_per_unit: int = 64
+    random_draws: int = 5
     cache_dir: Path = DEFAULT_CACHE
     data_root: str | None = None
     device: str = "cpu"
@@ -186,16 +201,17 @@ class _Reader:
             raise self.error(f"lists a seed twice: {value!r}.", table, key)
         return tuple(value)
 
-    def signals(self, data: dict, table: str, default: list | None, item: int = 0) -> tuple[SignalSpec, ...]:
+    def signals(self, data: dict, table: str, default: list | None, item: int = 0) -> Selection:
         value = data.get("signals", default)
         if value is None:
             raise self.error('is required (e.g. signals = ["distinct", "random"]).', table, "signals", item)
         if isinstance(value, str | dict):
             value = [value]
         try:
-            return tuple(select_signals(value))
+            select_signals(value)  # every selector is valid (checked once, without a network)
         except PrunetaxError as err:
             raise self.error(str(err), table, "signals", item) from None
+        return Selection(tuple(value))
 
 
 def _run(
@@ -271,8 +287,11 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
     if resources.cpus_per_trial <= 0 or resources.gpus_per_trial < 0:
         raise reader.error("cpus_per_trial must be > 0 and gpus_per_trial >= 0.", "resources")
     per_unit = sweep.get("signals_per_unit", 64)
-    if not isinstance(per_unit, int) or per_unit < 1:
+    if not isinstance(per_unit, int) or isinstance(per_unit, bool) or per_unit < 1:
         raise reader.error(f"must be a whole number >= 1; got {per_unit!r}.", "sweep", "signals_per_unit")
+    draws = sweep.get("random_draws", 5)
+    if not isinstance(draws, int) or isinstance(draws, bool) or draws < 1:
+        raise reader.error(f"must be a whole number >= 1; got {draws!r}.", "sweep", "random_draws")
     return SweepSpec(
         name=str(sweep.get("name", "sweep")),
         store=Path(sweep.get("store", "results/store")),
@@ -284,6 +303,7 @@ def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
         rank_quality=rank,
         resources=resources,
         signals_per_unit=per_unit,
+        random_draws=draws,
         cache_dir=Path(sweep.get("cache_dir", DEFAULT_CACHE)),
         data_root=sweep.get("data_root"),
         device=str(sweep.get("device", "cpu")),
