@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from analysis.design import protocol_labels
 from study.store import Store, load
 from taxonomy.aliases import aliases_of
 from taxonomy.spec import parse
@@ -28,6 +29,7 @@ IDENTITY = (
     "model",
     "dataset",
     "protocol",
+    "protocol_label",
     "signal",
     *SIG_COLUMNS,
     "sig_class",
@@ -35,6 +37,7 @@ IDENTITY = (
     "alias",
     "seed",
     "base_seed",
+    "draw",
 )
 """Identity columns of one trial carried through every per-trial frame."""
 
@@ -55,12 +58,16 @@ def _alias(signal: str) -> str:
 
 
 def add_identity(trials: pd.DataFrame) -> pd.DataFrame:
-    """A copy of ``trials`` with the derived columns ``family``, ``alias`` and ``task``.
+    """A copy of ``trials`` with the derived columns ``family``, ``alias``,
+    ``protocol_label``, ``draw`` and ``task``.
 
     ``family`` is ``"reference"`` for ``random``/``oracle`` (or any row without a
     pointwise component), else the pointwise id (colour key for plots). ``alias`` is the
     literature name(s) of the exact signal (``/``-joined when several; ``""`` when none).
-    ``task`` is ``"model/dataset/protocol"``. Existing columns are left as they are.
+    ``protocol_label`` is the protocol plus its non-default variant parameters
+    (:func:`analysis.design.protocol_labels`): trials of different labels are different
+    experiments. ``draw`` numbers the independent draws of ``random`` (0 when missing).
+    ``task`` is ``"model/dataset/protocol_label"``. Existing columns are left as they are.
     """
     out = trials.copy()
     if "family" not in out:
@@ -69,10 +76,13 @@ def add_identity(trials: pd.DataFrame) -> pd.DataFrame:
         out["family"] = pointwise.where(~is_ref, "reference").astype(str)
     if "alias" not in out:
         out["alias"] = out["signal"].map(lambda s: _alias(str(s))).astype(str)
+    if "protocol_label" not in out:
+        out["protocol_label"] = protocol_labels(out).astype(str)
+    draw = out["draw"] if "draw" in out else pd.Series(0, index=out.index)
+    out["draw"] = pd.to_numeric(draw, errors="coerce").fillna(0).astype("int64")
     if "task" not in out:
-        out["task"] = (
-            out["model"].astype(str) + "/" + out["dataset"].astype(str) + "/" + out["protocol"].astype(str)
-        )
+        label = out["protocol_label"].astype(str)
+        out["task"] = out["model"].astype(str) + "/" + out["dataset"].astype(str) + "/" + label
     return out
 
 
@@ -91,8 +101,8 @@ def load_trials(store: str | Path | Store, status: str | None = "ok") -> pd.Data
     DataFrame
         Every column of the ``trials`` schema (see ``study/store/schema.py``), the newest
         row per ``run_key`` (by ``finished_at``), plus ``family`` (``"reference"`` or the
-        pointwise id), ``alias`` (literature alias or ``""``) and ``task``
-        (``"model/dataset/protocol"``).
+        pointwise id), ``alias`` (literature alias or ``""``), ``protocol_label``, ``draw``
+        and ``task`` (``"model/dataset/protocol_label"``); see :func:`add_identity`.
     """
     trials = load(_root(store), "trials")
     if len(trials) and trials["run_key"].duplicated().any():

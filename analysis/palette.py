@@ -5,7 +5,9 @@ or ``reference`` for the ``random`` and ``oracle`` baselines. Each family has on
 fixed across every plot (curves, CD diagram, bars, clustermap side colours), taken from
 Paul Tol's *muted* scheme (distinguishable under the common colour-vision deficiencies,
 https://personal.sron.nl/~pault/), with a neutral dark grey for the references. Within a
-family, signals are told apart by line style and marker (:func:`linestyle`).
+family, line plots tell signals apart three ways at once: a shade of the family's hue
+from dark to light (:func:`signal_colours`), a line style and a marker (:func:`linestyle`),
+so even a one-family study never draws five lines of one colour.
 
 Nothing here draws. :func:`style` is a context manager that applies the house style
 (seaborn ``whitegrid`` with ticks, readable font sizes) to the figures made inside it;
@@ -29,6 +31,7 @@ __all__ = [
     "MARKERS",
     "family_colour",
     "family_of",
+    "signal_colours",
     "text_colour",
     "linestyle",
     "apply_style",
@@ -74,6 +77,34 @@ def family_of(signal: str) -> str:
 def family_colour(family: str) -> str:
     """The colour of ``family`` (a spare purple for a family this palette does not list)."""
     return FAMILY_COLOURS.get(family, OTHER_COLOUR)
+
+
+def _shade(colour: str, amount: float) -> str:
+    """``colour`` with its HLS lightness moved by ``amount`` (-1 darker .. +1 lighter)."""
+    import colorsys
+
+    from matplotlib.colors import to_hex, to_rgb
+
+    h, lightness, sat = colorsys.rgb_to_hls(*to_rgb(colour))
+    target = lightness + amount * ((1 - lightness) if amount > 0 else lightness)
+    return to_hex(colorsys.hls_to_rgb(h, min(max(target, 0.0), 1.0), sat))
+
+
+def signal_colours(signals: list[str] | tuple[str, ...]) -> dict[str, str]:
+    """A colour per signal: its family's hue, in shades from dark to light when a family
+    has several signals (in the order given); the references keep their grey (random and
+    oracle differ by line style)."""
+    members: dict[str, list[str]] = {}
+    for s in signals:
+        members.setdefault(family_of(s), []).append(s)
+    out = {}
+    for family, group in members.items():
+        base = family_colour(family)
+        n = len(group)
+        steps = [0.0] * n if n == 1 or family == "reference" else [-0.5 + 0.8 * i / (n - 1) for i in range(n)]
+        for s, amount in zip(group, steps, strict=True):
+            out[s] = _shade(base, amount)
+    return out
 
 
 def text_colour(colour: str) -> str:

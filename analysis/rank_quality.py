@@ -5,6 +5,11 @@ Both rank units the same way round: a low ``score`` is pruned first and a low or
 Correlations are computed over all units (``scope="global"``) and within each layer
 (``scope=<layer>``): the first is what a global pruning loop sees, the second isolates
 the pointwise/reduction choice from the cross-layer scaling.
+
+The ``scores`` and ``oracle`` tables may hold several ``step`` values: step 0 (or null) is
+the unpruned network, step k the network after the oracle's own k-th greedy prune (scored
+over the units still active then). Every step is correlated separately, which shows
+whether a signal's agreement with the oracle decays as pruning proceeds.
 """
 
 from __future__ import annotations
@@ -18,22 +23,28 @@ import pandas as pd
 from analysis.metrics import bootstrap_ci
 from taxonomy.errors import PrunetaxError
 
-__all__ = ["rank_quality", "rank_quality_summary", "rank_similarity"]
+__all__ = ["rank_quality", "rank_quality_summary", "rank_quality_by_step", "rank_similarity", "with_step"]
 
 _IDS = ["model", "dataset", "base_seed", "seed"]
+
+
+def with_step(frame: pd.DataFrame) -> pd.DataFrame:
+    """``frame`` with an integer ``step`` column: null or missing = 0 (the unpruned network)."""
+    step = frame["step"] if "step" in frame else pd.Series(0, index=frame.index)
+    return frame.assign(step=pd.to_numeric(step, errors="coerce").fillna(0).astype("int64"))
 
 
 def _merge(scores: pd.DataFrame, oracle: pd.DataFrame) -> pd.DataFrame:
     if "level" in scores:
         scores = scores[scores["level"] == "unit"]
-    right = oracle[["run_key", *_IDS, "unit", "layer", "loss_change"]].rename(
-        columns={"layer": "_oracle_layer"}
-    )
+    scores = with_step(scores)
+    right = with_step(oracle)[["run_key", *_IDS, "step", "unit", "layer", "loss_change"]]
+    right = right.rename(columns={"layer": "_oracle_layer"})
     # a rank-quality job writes its scores and its oracle under one run_key
     if set(scores["run_key"].unique()) & set(right["run_key"].unique()):
-        merged = scores.merge(right.drop(columns=_IDS), on=["run_key", "unit"], how="inner")
+        merged = scores.merge(right.drop(columns=_IDS), on=["run_key", "step", "unit"], how="inner")
     else:
-        merged = scores.merge(right.drop(columns="run_key"), on=[*_IDS, "unit"], how="inner")
+        merged = scores.merge(right.drop(columns="run_key"), on=[*_IDS, "step", "unit"], how="inner")
     merged["layer"] = merged["layer"].astype(object).fillna(merged["_oracle_layer"])
     return merged.drop(columns="_oracle_layer")
 
@@ -117,18 +128,19 @@ def rank_quality(scores: pd.DataFrame, oracle: pd.DataFrame, *, kendall: bool = 
     Returns
     -------
     DataFrame
-        One row per (``run_key``, ``signal``, ``scope``), the ``rank_quality`` schema's
-        columns: ``run_key``, ``model``, ``dataset``, ``base_seed``, ``seed``,
+        One row per (``run_key``, ``signal``, ``step``, ``scope``), the ``rank_quality``
+        schema's columns: ``run_key``, ``model``, ``dataset``, ``base_seed``, ``seed``,
         ``signal``, ``scope`` (``"global"`` or a layer name), ``spearman`` (equal to
-        ``scipy.stats.spearmanr``), ``kendall`` (equal to ``scipy.stats.kendalltau``'s tau-b) and
-        ``n_units``. Correlations are NaN with fewer than 2 units or constant scores.
+        ``scipy.stats.spearmanr``), ``kendall`` (equal to ``scipy.stats.kendalltau``'s tau-b),
+        ``n_units`` and ``step`` (0 = unpruned; units are matched within a step).
+        Correlations are NaN with fewer than 2 units or constant scores.
     """
     merged = _merge(scores, oracle)
     merged = merged[np.isfinite(merged["score"].to_numpy(dtype=float, na_value=np.nan))]
     merged = merged[np.isfinite(merged["loss_change"].to_numpy(dtype=float, na_value=np.nan))]
     parts = [merged.assign(scope="global"), merged.assign(scope=merged["layer"].astype(str))]
     data = pd.concat(parts, ignore_index=True)
-    keys = ["run_key", "signal", "scope"]
+    keys = ["run_key", "signal", "step", "scope"]
     codes = data.groupby(keys, sort=True, observed=True).ngroup().to_numpy()
     n_groups = int(codes.max()) + 1 if len(codes) else 0
     order = np.argsort(codes, kind="stable")
@@ -136,12 +148,13 @@ def rank_quality(scores: pd.DataFrame, oracle: pd.DataFrame, *, kendall: bool = 
     bounds = np.searchsorted(codes, np.arange(n_groups + 1))
     score = data["score"].to_numpy(dtype=float)[order]
     loss = data["loss_change"].to_numpy(dtype=float)[order]
-    first = data.iloc[order[bounds[:-1]]][[*keys[:1], *_IDS, *keys[1:]]].reset_index(drop=True)
+    first = data.iloc[order[bounds[:-1]]][["run_key", *_IDS, "signal", "scope"]].reset_index(drop=True)
     first["spearman"] = _spearman(codes, score, loss, n_groups)
     first["kendall"] = _kendall_tau_b(codes, score, loss, n_groups) if kendall else np.nan
     first["n_units"] = np.diff(bounds)
+    first["step"] = data["step"].to_numpy()[order[bounds[:-1]]]
     first["_layer"] = first["scope"] != "global"
-    first = first.sort_values(["run_key", "signal", "_layer", "scope"], kind="stable")
+    first = first.sort_values(["run_key", "signal", "step", "_layer", "scope"], kind="stable")
     return first.drop(columns="_layer").reset_index(drop=True)
 
 
@@ -149,6 +162,7 @@ def rank_quality_summary(
     rq: pd.DataFrame,
     scope: str | None = "global",
     *,
+    step: int | None = 0,
     n_resamples: int = 2000,
     level: float = 0.95,
     seed: int = 0,
@@ -162,6 +176,9 @@ def rank_quality_summary(
     scope
         ``"global"`` (default): the global correlations; ``"layers"``: each seed's mean
         over its layers; ``None``: every scope separately.
+    step
+        The oracle-trajectory step to summarise (default 0, the unpruned network); ``None``
+        pools every step (see :func:`rank_quality_by_step` for one row per step).
     n_resamples, level, seed
         Of :func:`analysis.metrics.bootstrap_ci` (percentile bootstrap over seeds).
 
@@ -173,6 +190,9 @@ def rank_quality_summary(
         ``kendall_ci_high`` (means over seeds) and ``n_units`` (mean units per
         correlation); sorted by model, dataset and descending ``spearman``.
     """
+    rq = with_step(rq)
+    if step is not None:
+        rq = rq[rq["step"] == int(step)]
     if scope == "global":
         data = rq[rq["scope"] == "global"]
     elif scope == "layers":
@@ -208,14 +228,40 @@ def rank_quality_summary(
     )
 
 
+def rank_quality_by_step(rq: pd.DataFrame, scope: str = "global") -> pd.DataFrame:
+    """Mean correlation with the oracle over seeds at every step of the oracle's trajectory.
+
+    Returns
+    -------
+    DataFrame
+        One row per (``model``, ``dataset``, ``signal``, ``step``): ``spearman`` and
+        ``kendall`` (means over seeds, NaN-skipping), ``n_seeds`` (seeds with a Spearman
+        value) and ``n_units`` (mean units active at that step), sorted by model, dataset,
+        signal, step.
+    """
+    data = with_step(rq)
+    data = data[data["scope"] == scope]
+    keys = ["model", "dataset", "signal", "step"]
+    grouped = data.groupby(keys, observed=True, sort=True)
+    out = grouped[["spearman", "kendall", "n_units"]].mean()
+    out.insert(2, "n_seeds", grouped["spearman"].count())
+    return out.reset_index()
+
+
 def rank_similarity(
-    scores: pd.DataFrame, method: str = "spearman", signals: Sequence[str] | None = None
+    scores: pd.DataFrame,
+    method: str = "spearman",
+    signals: Sequence[str] | None = None,
+    *,
+    step: int | None = 0,
 ) -> pd.DataFrame:
     """Signal x signal correlation of unit rankings, averaged over rank-quality runs.
 
     For every ``run_key`` (one model, dataset, base seed and seed) the units are ranked
     by each signal and the rankings correlated; the matrices are averaged (NaN-skipping)
     over run_keys. Units missing a score for some signal are dropped within that run.
+    Only the scores of oracle-trajectory step ``step`` are used (default 0, the unpruned
+    network; ``None``: each (run_key, step) is a run of its own).
 
     Returns
     -------
@@ -227,9 +273,12 @@ def rank_similarity(
         raise PrunetaxError(f"`method` must be one of spearman, kendall, pearson; got {method!r}.")
     if "level" in scores:
         scores = scores[scores["level"] == "unit"]
+    scores = with_step(scores)
+    if step is not None:
+        scores = scores[scores["step"] == int(step)]
     names = sorted(scores["signal"].unique()) if signals is None else list(signals)
     mats = []
-    for _, part in scores.groupby("run_key", observed=True, sort=True):
+    for _, part in scores.groupby(["run_key", "step"], observed=True, sort=True):
         wide = part.pivot_table(index="unit", columns="signal", values="score", aggfunc="mean")
         wide = wide.reindex(columns=names).dropna(axis=0, how="any")
         if len(wide) < 2:

@@ -18,10 +18,13 @@ import numpy as np
 import pandas as pd
 import scipy.stats as ss
 
+from analysis.concordance import kendall_w, rank_stability
 from taxonomy.errors import PrunetaxError
 
 __all__ = [
     "block_matrix",
+    "summary_matrix",
+    "mean_ranks",
     "friedman",
     "wilcoxon_holm",
     "holm",
@@ -84,13 +87,76 @@ def block_matrix(
     return wide
 
 
-def _mean_ranks(wide: pd.DataFrame, higher_is_better: bool) -> pd.Series:
+def summary_matrix(
+    summary: pd.DataFrame,
+    value: str = "geomean",
+    block: Sequence[str] = ("task",),
+    treatment: str = "signal",
+) -> pd.DataFrame:
+    """Blocks x treatments matrix of a per-block summary (e.g. the geomean over seeds of
+    :func:`analysis.metrics.summarise`), keeping the treatments with a value in every block.
+
+    Unlike :func:`block_matrix` it aggregates nothing (the summary already did) and never
+    raises: one block or one treatment is a valid (if untestable) ranking.
+    ``attrs["dropped_treatments"]`` lists the treatments missing from some block.
+    """
+    wide = summary.pivot_table(index=list(block), columns=treatment, values=value, aggfunc="first")
+    wide = wide.reindex(columns=sorted(summary[treatment].unique()))
+    complete = wide.columns[wide.notna().all(axis=0)]
+    dropped = [str(c) for c in wide.columns if c not in complete]
+    wide = wide[complete]
+    wide.columns.name = treatment
+    wide.attrs["dropped_treatments"] = dropped
+    return wide
+
+
+def mean_ranks(wide: pd.DataFrame, higher_is_better: bool = True) -> pd.Series:
+    """Mean over blocks (rows) of each treatment's within-block rank (1 = best, ties share
+    the average rank), sorted best first: the one rank computation tables, CD diagrams and
+    Friedman's test share."""
     ranks = wide.rank(axis=1, ascending=not higher_is_better, method="average")
     return ranks.mean(axis=0).sort_values(kind="stable").rename("mean_rank")
 
 
-def friedman(wide: pd.DataFrame, *, higher_is_better: bool = True) -> dict[str, object]:
+FRIEDMAN_MIN_BLOCKS = 10
+FRIEDMAN_MIN_TREATMENTS = 5
+"""Below 10 blocks or 5 treatments Friedman's chi-square (and F) approximation is not to be
+trusted (Demšar 2006, after Friedman's tables); :func:`friedman` then adds a caveat."""
+
+
+def _rank_sum_statistic(*samples: np.ndarray, axis: int = -1) -> np.ndarray:
+    """Sum of squared rank sums: Friedman's statistic up to constants that a within-block
+    permutation leaves unchanged (ties included), so the permutation p-values are equal."""
+    x = np.stack([np.moveaxis(np.asarray(a), axis, -1) for a in samples], axis=-2)
+    ranks = ss.rankdata(x, axis=-2)
+    return (ranks.sum(axis=-1) ** 2).sum(axis=-1)
+
+
+def _friedman_permutation(wide: pd.DataFrame, n_resamples: int, seed: int) -> float:
+    """Friedman's p-value from within-block permutations (exact when the k!^N permutations
+    fit in ``n_resamples``; otherwise Monte Carlo, with the +1 correction)."""
+    samples = [wide[c].to_numpy(dtype=float) for c in wide.columns]
+    res = ss.permutation_test(
+        samples,
+        _rank_sum_statistic,
+        permutation_type="samples",
+        vectorized=True,
+        n_resamples=n_resamples,
+        alternative="greater",
+        rng=seed,
+    )
+    return float(res.pvalue)
+
+
+def friedman(
+    wide: pd.DataFrame, *, higher_is_better: bool = True, permutations: int = 2000, seed: int = 0
+) -> dict[str, object]:
     """Friedman's test that all treatments (columns) rank alike over the blocks (rows).
+
+    With few blocks the chi-square p-value can be wildly small (2 blocks of 100 signals:
+    p ~ 1e-11 for noise), so a permutation p-value (treatments shuffled within each block)
+    is always computed as well and, below :data:`FRIEDMAN_MIN_BLOCKS` blocks or
+    :data:`FRIEDMAN_MIN_TREATMENTS` treatments, ``caveat`` says to read that one.
 
     Returns
     -------
@@ -98,8 +164,11 @@ def friedman(wide: pd.DataFrame, *, higher_is_better: bool = True) -> dict[str, 
         ``statistic`` and ``pvalue`` (``scipy.stats.friedmanchisquare``, chi-square with
         tie correction), ``iman_davenport`` and ``iman_davenport_pvalue`` (Demšar's
         recommended F form: (N-1)chi2 / (N(k-1) - chi2) on (k-1, (k-1)(N-1)) df),
-        ``n_blocks`` (N), ``n_treatments`` (k) and ``mean_ranks`` (Series, 1 = best,
-        ties averaged, sorted best first).
+        ``pvalue_permutation`` (``scipy.stats.permutation_test`` over within-block
+        permutations; ``permutations`` resamples, ``seed``; NaN with ``permutations=0``),
+        ``approximate`` (too few blocks or treatments for the chi-square form), ``caveat``
+        (a sentence, ``""`` when the approximation holds), ``n_blocks`` (N),
+        ``n_treatments`` (k) and ``mean_ranks`` (:func:`mean_ranks`).
     """
     n, k = wide.shape
     if k < 3:
@@ -112,14 +181,26 @@ def friedman(wide: pd.DataFrame, *, higher_is_better: bool = True) -> dict[str, 
     denom = n * (k - 1) - stat
     ff = (n - 1) * stat / denom if denom > 0 else np.inf
     p_ff = float(ss.f.sf(ff, k - 1, (k - 1) * (n - 1))) if np.isfinite(ff) else 0.0
+    p_perm = _friedman_permutation(wide, permutations, seed) if permutations > 0 else np.nan
+    approximate = n < FRIEDMAN_MIN_BLOCKS or k < FRIEDMAN_MIN_TREATMENTS
+    caveat = ""
+    if approximate:
+        caveat = (
+            f"with {n} blocks and {k} treatments the chi-square and F p-values are large-sample "
+            f"approximations that cannot be trusted (they need >= {FRIEDMAN_MIN_BLOCKS} blocks and "
+            f">= {FRIEDMAN_MIN_TREATMENTS} treatments); read the permutation p-value instead"
+        )
     return {
         "statistic": float(stat),
         "pvalue": float(p),
         "iman_davenport": float(ff),
         "iman_davenport_pvalue": p_ff,
+        "pvalue_permutation": p_perm,
+        "approximate": approximate,
+        "caveat": caveat,
         "n_blocks": n,
         "n_treatments": k,
-        "mean_ranks": _mean_ranks(wide, higher_is_better),
+        "mean_ranks": mean_ranks(wide, higher_is_better),
     }
 
 
@@ -273,65 +354,3 @@ def critical_difference(n_treatments: int, n_blocks: int, alpha: float = 0.05) -
         raise PrunetaxError(f"`n_treatments` must be >= 2 and `n_blocks` >= 1; got {k} and {n}.")
     q = ss.studentized_range.ppf(1 - alpha, k, np.inf) / np.sqrt(2)
     return float(q * np.sqrt(k * (k + 1) / (6 * n)))
-
-
-def kendall_w(ranks_or_scores: pd.DataFrame | np.ndarray, ties: bool = True) -> float:
-    """Kendall's coefficient of concordance W of m raters (rows) over n items (columns).
-
-    Each row is ranked (average ranks for ties; the direction does not matter), then
-    ``W = 12 S / (m^2 (n^3 - n) - m T)`` with ``S`` the sum of squared deviations of the
-    items' rank sums from their mean m(n+1)/2 and ``T = sum over raters and tie groups of
-    (t^3 - t)`` (``T = 0`` with ``ties=False``). 1 = identical rankings, 0 = no agreement.
-    Items with a NaN for any rater are dropped.
-
-    Returns
-    -------
-    float
-        W, or NaN with fewer than 2 raters or 2 items, or when every rater ties everything.
-    """
-    data = pd.DataFrame(ranks_or_scores).dropna(axis=1, how="any")
-    m, n = data.shape
-    if m < 2 or n < 2:
-        return np.nan
-    ranks = data.rank(axis=1, method="average").to_numpy()
-    sums = ranks.sum(axis=0)
-    s = float(((sums - m * (n + 1) / 2) ** 2).sum())
-    t = 0.0
-    if ties:
-        for row in ranks:
-            counts = np.unique(row, return_counts=True)[1].astype(float)
-            t += float((counts**3 - counts).sum())
-    denom = m**2 * (n**3 - n) - m * t
-    return 12 * s / denom if denom > 0 else np.nan
-
-
-def rank_stability(
-    metrics: pd.DataFrame,
-    metric: str,
-    by: Sequence[str] = ("task",),
-    *,
-    treatment: str = "signal",
-    rater: Sequence[str] = ("base_seed", "seed"),
-) -> pd.DataFrame:
-    """How stable the ranking of treatments is across seeds, per block: Kendall's W.
-
-    Within each ``by`` block, raters are the seeds (distinct ``rater`` tuples) and items
-    the treatments present for every seed of the block (others dropped).
-
-    Returns
-    -------
-    DataFrame
-        One row per block: the ``by`` columns, ``kendall_w`` (tie-corrected),
-        ``n_seeds``, ``n_signals`` (items used) and ``pvalue`` (chi-square test of no
-        agreement, m(n-1)W on n-1 df; NaN when W is).
-    """
-    by, rater = list(by), list(rater)
-    rows = []
-    for key, part in metrics.groupby(by, observed=True, sort=True):
-        wide = part.pivot_table(index=rater, columns=treatment, values=metric, aggfunc="mean")
-        wide = wide.dropna(axis=1, how="any")
-        m, n = wide.shape
-        w = kendall_w(wide)
-        p = float(ss.chi2.sf(m * (n - 1) * w, n - 1)) if np.isfinite(w) else np.nan
-        rows.append((*(key if isinstance(key, tuple) else (key,)), w, m, n, p))
-    return pd.DataFrame(rows, columns=[*by, "kendall_w", "n_seeds", "n_signals", "pvalue"])

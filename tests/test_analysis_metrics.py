@@ -251,12 +251,16 @@ def test_overall_ranking_by_hand():
 
 
 def test_overall_ranking_puts_incomplete_signals_last():
-    """A signal run on one easy task only must not outrank one run on every task."""
+    """A signal run on one easy task only must not outrank one run on every task, gets no
+    mean rank, and does not move the complete signals' ranks (they met the same competitors)."""
     easy = pd.DataFrame(dict(task="T1", signal="d", seed=[0, 1], value=[90.0, 95.0], family="f"))
     table = pd.concat([_hand_table(), easy], ignore_index=True)
     o = overall_ranking(summarise(table, "value", shift=0))
     assert list(o["signal"]) == ["a", "b", "c", "d"]
-    assert o.set_index("signal").loc["d", ["mean_rank", "n_tasks"]].tolist() == [1.0, 1]
+    d = o.set_index("signal").loc["d"]
+    assert np.isnan(d["mean_rank"]) and d["n_tasks"] == 1 and d["n_wins"] == 1
+    complete = overall_ranking(summarise(_hand_table(), "value", shift=0))
+    np.testing.assert_array_equal(o["mean_rank"][:3], complete["mean_rank"])
 
 
 def test_summarise_ties_share_rank():

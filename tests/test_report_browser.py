@@ -23,8 +23,7 @@ from pathlib import Path
 
 import pytest
 
-from analysis.report import build_report
-from tests.synthetic_store import make_store
+from tests.synthetic_store import rich_report
 
 CHROMIUM_FLAGS = [
     "--headless",
@@ -160,21 +159,7 @@ _PAGE_STATE = """JSON.stringify({
 def page(tmp_path_factory):
     binary = _install_chromium()
     root = tmp_path_factory.mktemp("browser")
-    signals = [
-        "activation-taylor2_gn-abs_sum-weights_removed",
-        "weight-value-l2-weights_removed",
-        "activation-taylor-abs_sum-l2",
-        "weight-value-l1-none",
-        "activation-taylor-l2-weights_removed",
-        "activation-value-l2-none",
-        "weight-gradient-l1-l2",
-        "activation-apoz-sum-l0",
-        "weight-taylor-abs_sum-l2",
-        "random",
-        "oracle",
-    ]
-    store = make_store(root / "store", models=("tiny_cnn",), signals=signals, seeds=2, steps=15)
-    result = build_report(store, root / "report", top=10)
+    result = rich_report()[1]  # the report the other report tests read: built once per session
     devtools = _DevTools(binary, root / "profile")
     try:
         target = devtools.call("Target.createTarget", {"url": "about:blank"})["targetId"]

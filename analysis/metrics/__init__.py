@@ -8,7 +8,8 @@ rows take a few seconds), so changing the drops or the reference needs no new tr
 The modules: :mod:`~analysis.metrics.anchored` turns steps rows into many anchored curves
 at once; :mod:`~analysis.metrics.per_trial` reads the headline metrics off them;
 :mod:`~analysis.metrics.interpolated` puts them on a common grid;
-:mod:`~analysis.metrics.across_seeds` aggregates seeds and ranks signals.
+:mod:`~analysis.metrics.draws` turns the draws of ``random`` into one value per seed (their
+median) and a spread; :mod:`~analysis.metrics.across_seeds` aggregates seeds and ranks signals.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from analysis.metrics.across_seeds import (
     overall_ranking,
     summarise,
 )
+from analysis.metrics.draws import collapse_draws, draw_spread
 from analysis.metrics.interpolated import curves
 from analysis.metrics.per_trial import DEFAULT_DROPS, trial_metrics
 
@@ -30,6 +32,8 @@ __all__ = [
     "summarise",
     "overall_ranking",
     "curves",
+    "collapse_draws",
+    "draw_spread",
     "DEFAULT_DROPS",
     "GEOMEAN_SHIFT",
 ]

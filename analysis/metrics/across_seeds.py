@@ -110,7 +110,7 @@ def bootstrap_ci(
 
 
 _SIGNAL_IDENTITY = (*SIG_COLUMNS, "sig_class", "family", "alias")
-_TASK_IDENTITY = ("task", "model", "dataset", "protocol")
+_TASK_IDENTITY = ("task", "model", "dataset", "protocol", "protocol_label")
 
 
 def summarise(
@@ -152,8 +152,9 @@ def summarise(
         - the ``by`` columns and ``signal``;
         - signal identity: ``sig_input``, ``sig_pointwise``, ``sig_reduction``,
           ``sig_scaling``, ``sig_class``, ``family``, ``alias`` (those present);
-        - block identity: ``task``, ``model``, ``dataset``, ``protocol`` when present and
-          constant within every block (so dropped when ``by`` does not determine them);
+        - block identity: ``task``, ``model``, ``dataset``, ``protocol``, ``protocol_label``
+          when present and constant within every block (so dropped when ``by`` does not
+          determine them);
         - ``metric``: the metric's name;
         - ``n_seeds``: non-NaN values; ``geomean`` (:func:`geometric_mean`), ``mean``,
           ``std`` (ddof 1; NaN for one seed), ``min``, ``max``;
@@ -246,8 +247,18 @@ def _rank_within_blocks(out: pd.DataFrame, by: list[str], higher_is_better: bool
     out["dist"] = (best - out["geomean"]) if higher_is_better else (out["geomean"] - best)
 
 
-def overall_ranking(summary: pd.DataFrame) -> pd.DataFrame:
+def overall_ranking(
+    summary: pd.DataFrame, *, higher_is_better: bool = True, block: Sequence[str] = ("task",)
+) -> pd.DataFrame:
     """Rank signals across blocks from :func:`summarise`'s output, best first.
+
+    The rule (the report's, stated there once): within each block, the signals present in
+    *every* block are ranked by their geomean (1 = best, ties share the average rank;
+    :func:`analysis.stats.mean_ranks` on :func:`analysis.stats.summary_matrix`), and a
+    signal's ``mean_rank`` is the mean of those ranks over the blocks. A signal missing
+    from some block was not measured against the same competitors, so it gets no mean rank
+    (NaN) and comes after every complete signal, ordered by ``n_tasks`` (more first), then
+    ``mean_dist``. The critical-difference diagram and Friedman's test use the same ranks.
 
     Returns
     -------
@@ -255,27 +266,28 @@ def overall_ranking(summary: pd.DataFrame) -> pd.DataFrame:
         One row per ``signal``: ``overall_rank`` (1 = best, by ``mean_rank`` then
         ``mean_dist``), ``signal``, the signal identity columns present (``sig_input``,
         ``sig_pointwise``, ``sig_reduction``, ``sig_scaling``, ``sig_class``, ``family``,
-        ``alias``), ``mean_rank`` (mean within-block rank), ``n_tasks`` (blocks where the
-        signal has a rank), ``mean_dist`` (mean distance to the block's best),
-        ``n_wins`` (blocks where it is the best or tied best) and ``mean_geomean``.
-        Signals missing from some blocks come after every signal that has them all (a
-        mean rank over fewer, possibly easier, blocks is not comparable), ordered among
-        themselves by ``n_tasks`` (more first), then ``mean_rank``.
+        ``alias``), ``mean_rank``, ``n_tasks`` (blocks where the signal has a geomean),
+        ``mean_dist`` (mean distance to the block's best), ``n_wins`` (blocks where it is
+        the best or tied best) and ``mean_geomean``.
     """
+    from analysis.stats import mean_ranks, summary_matrix
+
     ident = [c for c in _SIGNAL_IDENTITY if c in summary]
     data = summary.assign(_win=summary["dist"] == 0)
     g = data.groupby("signal", sort=True, observed=True)
     out = g.agg(
-        mean_rank=("rank", "mean"),
-        n_tasks=("rank", "count"),
+        n_tasks=("geomean", "count"),
         mean_dist=("dist", "mean"),
         n_wins=("_win", "sum"),
         mean_geomean=("geomean", "mean"),
     )
+    ranks = mean_ranks(summary_matrix(summary, "geomean", block), higher_is_better)
+    out.insert(0, "mean_rank", ranks.reindex(out.index))
     if ident:
         out = g[ident].first().join(out)
-    out = out.reset_index().assign(_missing=lambda f: f["n_tasks"].max() - f["n_tasks"])
-    out = out.sort_values(["_missing", "mean_rank", "mean_dist"], kind="stable", na_position="last")
-    out = out.drop(columns="_missing")
+    out = out.reset_index().assign(_missing=lambda f: f["mean_rank"].isna())
+    out["_tasks"] = -out["n_tasks"]
+    out = out.sort_values(["_missing", "mean_rank", "_tasks", "mean_dist"], kind="stable", na_position="last")
+    out = out.drop(columns=["_missing", "_tasks"])
     out.insert(0, "overall_rank", np.arange(1, len(out) + 1))
     return out.reset_index(drop=True)

@@ -10,6 +10,7 @@ from analysis.plots.bars import component_effect_bars, oracle_correlation_bars
 from analysis.plots.curves import accuracy_curves
 from analysis.plots.heatmaps import component_heatmaps
 from analysis.plots.ranks import cd_diagram, rank_similarity_clustermap
+from analysis.plots.steps import rank_quality_steps
 
 __all__ = [
     "FORMATS",
@@ -19,6 +20,7 @@ __all__ = [
     "component_effect_bars",
     "component_heatmaps",
     "oracle_correlation_bars",
+    "rank_quality_steps",
     "rank_similarity_clustermap",
     "save",
     "short_label",

@@ -18,7 +18,7 @@ from matplotlib.layout_engine import ConstrainedLayoutEngine
 from matplotlib.lines import Line2D
 from matplotlib.patches import Patch
 
-from analysis.palette import FAMILIES, family_colour, family_of
+from analysis.palette import FAMILIES, family_colour, family_of, linestyle
 
 __all__ = ["short_label", "alias_of", "save", "new_figure", "set_title", "family_legend", "FORMATS"]
 
@@ -85,12 +85,39 @@ def family_legend(fig: Figure, families: Iterable[str], *, title: str = "family 
     fig.legend(handles=handles, loc="outside right center", title=title, frameon=False)
 
 
-def signal_handles(signals: Sequence[str], styles: dict[str, object], labels: dict[str, str]) -> list[Line2D]:
-    """Legend handles (colour by family, style per signal) for line plots."""
-    return [
-        Line2D([], [], color=family_colour(family_of(s)), markersize=5, label=labels[s], **styles[s])
-        for s in signals
-    ]
+def signal_handles(
+    signals: Sequence[str], styles: dict[str, object], labels: dict[str, str], colours: dict[str, str]
+) -> list[Line2D]:
+    """Legend handles (a shade of the family colour and a style per signal) for line plots."""
+    return [Line2D([], [], color=colours[s], markersize=5, label=labels[s], **styles[s]) for s in signals]
+
+
+def signal_legend(
+    fig: Figure,
+    signals: Sequence[str],
+    styles: dict[str, object],
+    labels: dict[str, str],
+    colours: dict[str, str],
+) -> None:
+    """The line plots' legend, below the panels: one entry per signal, four per row."""
+    fig.legend(
+        handles=signal_handles(signals, styles, labels, colours),
+        loc="outside lower center",
+        ncols=min(4, max(1, len(signals))),
+        title="signal (colour = pointwise family; shade, line style and marker tell a family apart)",
+        frameon=False,
+    )
+
+
+def line_styles(signals: Sequence[str]) -> dict[str, object]:
+    """Line style and marker of each signal, numbered within its family (:func:`linestyle`)."""
+    seen: dict[str, int] = {}
+    styles = {}
+    for s in signals:
+        family = family_of(s)
+        styles[s] = linestyle(s, seen.get(family, 0))
+        seen[family] = seen.get(family, 0) + 1
+    return styles
 
 
 def save(fig: Figure, out_dir: str | Path, name: str, *, dpi: int = 150) -> list[Path]:

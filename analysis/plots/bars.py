@@ -55,6 +55,7 @@ def component_effect_bars(
         axes = np.atleast_1d(fig.subplots(len(components), 1, sharex=True, height_ratios=heights)).ravel()
         for ax, (component, part) in zip(axes, parts.items(), strict=True):
             ax.set_ylabel(component, fontsize=11, fontweight="bold")
+            ax.tick_params(labelbottom=True)  # tick labels on every panel, not only the last
             ax.axvline(0, color="black", linewidth=1.0, zorder=1)
             ax.grid(axis="y", visible=False)
             if part.empty:  # every option NaN: say so instead of dropping the component

@@ -10,16 +10,24 @@ figure with :mod:`analysis.plots` and writes::
                             (figures/<name>.png; the SVG is linked next to each)
     <out>/summary.md        the same tables in Markdown
     <out>/figures/*.png|svg every figure, PNG (150 dpi) and SVG
+    <out>/figures/mean_ranks__<label>.csv
+                            the mean ranks each ranking table prints and its CD diagram
+                            draws (one per protocol label; checked by
+                            :func:`analysis.report.consistency.check_report`)
 
 Missing pieces degrade to a note in both documents (no rank tables: no oracle plots; one
 seed: no bands or stability; one task: no Friedman/Wilcoxon/CD). An empty or missing
 store raises :class:`~taxonomy.errors.PrunetaxError`.
 
-The modules: :mod:`~analysis.report.tables` computes the numbers,
-:mod:`~analysis.report.formatting` turns them into the strings shown,
-:mod:`~analysis.report.sections` lays out the documents, :mod:`~analysis.report.figures`
-draws and saves the figures, :mod:`~analysis.report.markdown` and
-:mod:`~analysis.report.html` render the two documents.
+The modules: :mod:`~analysis.report.builder` computes the summaries once (one comparison
+per protocol label, the paper's protocol first) and states the ranking rule,
+:mod:`~analysis.report.tables` computes the numbers, :mod:`~analysis.report.formatting`
+turns them into the strings shown, :mod:`~analysis.report.sections` and
+:mod:`~analysis.report.study_sections` lay out the documents,
+:mod:`~analysis.report.figures` draws and saves the figures, :mod:`~analysis.report.markdown`
+and :mod:`~analysis.report.html` render the two documents, and
+:mod:`~analysis.report.consistency` reads a written report back and checks that it agrees
+with itself.
 """
 
 from __future__ import annotations
@@ -32,6 +40,7 @@ from pathlib import Path
 import pandas as pd
 
 from analysis import metrics
+from analysis.design import accuracy_noise
 from analysis.report.builder import Builder
 from analysis.report.figures import Renderer, use_agg
 from analysis.report.sections import SECTIONS
@@ -55,14 +64,23 @@ class ReportResult:
     figures : dict
         Figure name -> [PNG path, SVG path], in the order they appear in the report.
     top : DataFrame
-        The headline comparison's top table: the signals of the protocol with the most
-        signals, ranked by mean within-task rank over that protocol's tasks; ``geomean``,
-        ``mean``, ``std``, ``ci_low``, ``ci_high``, ``dist``, ``n_seeds`` pooled over those
-        tasks and seeds.
+        The headline comparison's top table: the signals of the leading protocol label (the
+        paper's ``sensitivity`` at one unit per step and default parameters when present),
+        ranked by the report's rule (mean within-task rank of the geomean over seeds);
+        ``geomean``, ``mean``, ``std``, ``ci_low``, ``ci_high``, ``dist`` pooled over its
+        tasks and seeds, ``n_tasks``, ``n_seeds`` (distinct seeds) and, for ``random``, the
+        median and 10-90 % range over its draws (``draw_*``).
     protocol : str
-        That protocol (``"all"`` for a store without a protocol column).
+        That protocol label (``"all"`` for a store without a protocol column).
     protocols : int
-        How many protocols the store holds (each is ranked apart in the documents).
+        How many protocol labels the store holds (each is ranked apart in the documents).
+    labels : list of str
+        Every protocol label, in report order (the leading one first).
+    noise : DataFrame
+        Per network: reference accuracy, ``n_test`` and the binomial standard error ``se``
+        of test accuracy (points; :func:`analysis.design.accuracy_noise`).
+    findings : list
+        The paper's findings checked on the leading label (:mod:`analysis.findings`).
     notes : list of str
         What was skipped and why.
     """
@@ -74,6 +92,9 @@ class ReportResult:
     top: pd.DataFrame = field(default_factory=pd.DataFrame)
     protocol: str = ""
     protocols: int = 1
+    labels: list[str] = field(default_factory=list)
+    noise: pd.DataFrame = field(default_factory=pd.DataFrame)
+    findings: list = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
 
     @property
@@ -137,6 +158,9 @@ def build_report(
         top=builder.top_table,
         protocol=builder.comparisons[0].protocol,
         protocols=len(builder.comparisons),
+        labels=[c.protocol for c in builder.comparisons],
+        noise=accuracy_noise(data["trials"]),
+        findings=builder.findings,
         notes=list(builder.notes),
     )
 

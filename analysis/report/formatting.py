@@ -17,6 +17,7 @@ __all__ = [
     "metric_label",
     "fmt",
     "fmt_p",
+    "draws_cell",
     "summary_display",
     "wilcoxon_display",
     "effects_display",
@@ -67,20 +68,32 @@ def _interval(low: pd.Series, high: pd.Series, digits: int = 1) -> list[str]:
     ]
 
 
+def draws_cell(median: float, low: float, high: float, n: float) -> str:
+    """A drawn signal's spread: median [10-90 % range] over its draws (``–`` if none)."""
+    if not np.isfinite(median):
+        return "–"
+    return f"{fmt(median)} [{fmt(low)}, {fmt(high)}] ({fmt(int(n))} draws)"
+
+
 def summary_display(frame: pd.DataFrame, *, rank_col: str = "rank") -> pd.DataFrame:
-    """A summary/top frame as the report shows it (strings, one decimal, CI and mean ± std)."""
+    """A summary/top frame as the report shows it (strings, one decimal, CI and mean ± std);
+    a drawn signal (``random``) also shows the median and 10-90 % range over its draws."""
     out = pd.DataFrame()
     out["rank"] = frame[rank_col].map(lambda r: fmt(r, 1 if float(r) % 1 else 0))
     out["signal"] = frame["signal"].map(lambda s: f"`{s}`")
     out["alias"] = frame["alias"].fillna("").astype(str) if "alias" in frame else ""
     if "mean_rank" in frame:
         out["mean rank"] = frame["mean_rank"].map(lambda v: fmt(v, 2))
+        out["tasks"] = frame["n_tasks"].map(fmt)
         out["wins"] = frame["n_wins"].map(fmt)
     out["geomean"] = frame["geomean"].map(fmt)
     out["mean ± std"] = [f"{fmt(m)} ± {fmt(s)}" for m, s in zip(frame["mean"], frame["std"], strict=True)]
     out["95% CI"] = _interval(frame["ci_low"], frame["ci_high"])
     out["dist"] = frame["dist"].map(fmt)
-    out["n seeds"] = frame["n_seeds"].map(fmt)
+    out["seeds"] = frame["n_seeds"].map(fmt)
+    if "draw_median" in frame and frame["draw_median"].notna().any():
+        cols = [frame[c].astype(float) for c in ("draw_median", "draw_low", "draw_high", "n_draws")]
+        out["draws: median [10–90 %]"] = [draws_cell(*v) for v in zip(*cols, strict=True)]
     return out
 
 
@@ -153,9 +166,12 @@ def stability_display(table: pd.DataFrame) -> pd.DataFrame:
     )
 
 
-def aliases_display(rows: pd.DataFrame, n_ranked: int, pooled: pd.DataFrame, rho: pd.Series) -> pd.DataFrame:
-    """Named signals among all ``n_ranked``: rank, pooled headline, oracle agreement."""
-    return pd.DataFrame(
+def aliases_display(
+    rows: pd.DataFrame, n_ranked: int, pooled: pd.DataFrame, rho: pd.Series, spread: pd.DataFrame
+) -> pd.DataFrame:
+    """Named signals among all ``n_ranked``: rank, pooled headline, the spread over draws of
+    a drawn signal (``random``), oracle agreement."""
+    out = pd.DataFrame(
         {
             "name": [a if a else s for a, s in zip(rows["alias"], rows["signal"], strict=True)],
             "signal": rows["signal"].map(lambda s: f"`{s}`"),
@@ -166,3 +182,11 @@ def aliases_display(rows: pd.DataFrame, n_ranked: int, pooled: pd.DataFrame, rho
             "Spearman ρ (oracle)": rows["signal"].map(rho).map(lambda v: fmt(v, 3)),
         }
     )
+    if len(spread):
+        s = spread.set_index("signal")
+        cols = [
+            rows["signal"].map(s[c]).astype(float)
+            for c in ("draw_median", "draw_low", "draw_high", "n_draws")
+        ]
+        out.insert(5, "draws: median [10–90 %]", [draws_cell(*v) for v in zip(*cols, strict=True)])
+    return out

@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
 from analysis import effects, frames, metrics, rank_quality, stats
+from analysis.metrics.draws import SPREAD
 from study.store import Store
 from taxonomy.errors import PrunetaxError
+
+if TYPE_CHECKING:
+    from analysis.report.builder import Comparison
 
 __all__ = [
     "REFERENCES",
@@ -23,6 +28,7 @@ __all__ = [
     "is_ref",
     "store_root",
     "load",
+    "seed_counts",
     "top_table",
     "compare_over_tasks",
     "component_effects",
@@ -79,12 +85,39 @@ def load(root: Path) -> dict[str, object]:
 # ----------------------------------------------------------------------------- rankings
 
 
-def top_table(ranking: pd.DataFrame, pooled: pd.DataFrame, top: int) -> pd.DataFrame:
-    """The overall ranking joined with the numbers pooled over every task and seed."""
-    keep = ["signal", "geomean", "mean", "std", "ci_low", "ci_high", "dist", "n_seeds"]
+def seed_counts(frame: pd.DataFrame, keys: list[str]) -> pd.Series:
+    """Distinct seeds (base_seed, seed) per ``keys`` group: seeds, never tasks x seeds or draws."""
+    seeds = [c for c in ("base_seed", "seed") if c in frame]
+    return frame.drop_duplicates([*keys, *seeds]).groupby(keys, observed=True).size()
+
+
+_SPREAD = ["n_draws", "draw_median", "draw_low", "draw_high"]
+
+
+def top_table(
+    ranking: pd.DataFrame, pooled: pd.DataFrame, m: pd.DataFrame, spread: pd.DataFrame, top: int
+) -> pd.DataFrame:
+    """The overall ranking joined with the numbers pooled over every task and seed;
+    ``n_seeds`` counts distinct seeds (``n_tasks`` the tasks); drawn signals (``random``) get
+    the median and 10-90 % range over all their draws."""
+    keep = ["signal", "geomean", "mean", "std", "ci_low", "ci_high", "dist"]
     table = ranking.merge(pooled[keep], on="signal", how="left")
+    table = table.merge(seed_counts(m, ["signal"]).rename("n_seeds"), on="signal", how="left")
+    if len(spread):
+        table = table.merge(spread[["signal", *_SPREAD]], on="signal", how="left")
     table = table.rename(columns={"overall_rank": "rank"})
-    cols = ["rank", "signal", "alias", "family", "mean_rank", "n_tasks", "n_wins", *keep[1:]]
+    cols = [
+        "rank",
+        "signal",
+        "alias",
+        "family",
+        "mean_rank",
+        "n_tasks",
+        "n_wins",
+        *keep[1:],
+        "n_seeds",
+        *_SPREAD,
+    ]
     return table[[c for c in cols if c in table]].head(top).reset_index(drop=True)
 
 
@@ -110,14 +143,31 @@ def components(frame: pd.DataFrame, value: str = "geomean") -> pd.DataFrame:
 # ----------------------------------------------------------------------------- statistics
 
 
-def compare_over_tasks(
-    m: pd.DataFrame, metric: str, hib: bool, top: int, notes: list[str]
-) -> dict[str, object]:
-    """Friedman, Wilcoxon-Holm (top vs best, top vs random), Nemenyi + CD over task blocks."""
-    wide = _task_blocks(m, metric, notes)
-    if wide is None:
+def compare_over_tasks(c: Comparison, hib: bool, top: int, notes: list[str]) -> dict[str, object]:
+    """Friedman, Wilcoxon-Holm (top vs the best, top vs random), Nemenyi + CD, all on the
+    comparison's ranking matrix (the geomeans its mean ranks come from)."""
+    wide = c.wide
+    if wide.shape[0] < 2:
+        notes.append(
+            f"one task only ({', '.join(c.tasks)}): Friedman, Wilcoxon-Holm and the CD diagram "
+            "need at least two tasks (blocks) and are skipped."
+        )
         return {}
-    out: dict[str, object] = {"wide": wide, **_friedman(wide, hib, notes), **_wilcoxon(wide, hib, top)}
+    dropped = wide.attrs.get("dropped_treatments", [])
+    if dropped:
+        notes.append(
+            f"{len(dropped)} signals are missing from some task and are left out of the ranks, the "
+            "Friedman/Wilcoxon tests and the CD diagram (complete blocks only)."
+        )
+    if wide.shape[1] < 2:
+        notes.append("fewer than 2 signals run on every task: no test across tasks.")
+        return {}
+    order = list(c.mean_ranks.index)
+    out: dict[str, object] = {
+        "wide": wide,
+        **_friedman(wide, order, hib, notes),
+        **_wilcoxon(wide, order, hib, top),
+    }
     if wide.shape[0] < 6:
         notes.append(
             f"only {wide.shape[0]} task blocks: a two-sided Wilcoxon signed-rank p-value cannot fall "
@@ -126,50 +176,26 @@ def compare_over_tasks(
     return out
 
 
-def _task_blocks(m: pd.DataFrame, metric: str, notes: list[str]) -> pd.DataFrame | None:
-    """Tasks x signals (seeds averaged); ``None`` when there are too few tasks to compare."""
-    if m["task"].nunique() < 2:
-        notes.append(
-            f"one task only ({m['task'].iloc[0]}): Friedman, Wilcoxon-Holm and the CD diagram "
-            "need at least two tasks (blocks) and are skipped."
-        )
-        return None
-    try:
-        wide = stats.block_matrix(m, metric)
-    except PrunetaxError as err:
-        notes.append(f"task-block statistics skipped: {err}")
-        return None
-    dropped = wide.attrs.get("dropped_treatments", [])
-    if dropped:
-        notes.append(
-            f"{len(dropped)} signals are missing from some task and are left out of the "
-            "Friedman/Wilcoxon/CD comparison (complete blocks only)."
-        )
-    return wide
-
-
-def _friedman(wide: pd.DataFrame, hib: bool, notes: list[str]) -> dict[str, object]:
+def _friedman(wide: pd.DataFrame, order: list[str], hib: bool, notes: list[str]) -> dict[str, object]:
     """Friedman's test and what the CD diagram needs; Nemenyi among the drawn signals only,
     because the full matrix costs seconds per hundred signals."""
     if wide.shape[1] < 3:
         notes.append("fewer than 3 signals in every task: Friedman's test and the CD diagram are skipped.")
         return {}
-    friedman = stats.friedman(wide, higher_is_better=hib)
-    shown = list(friedman["mean_ranks"].index[:CD_TOP])
+    shown = order[:CD_TOP]
     return {
-        "friedman": friedman,
+        "friedman": stats.friedman(wide, higher_is_better=hib),
         "nemenyi": stats.nemenyi(wide, treatments=shown),
         "cd": stats.critical_difference(wide.shape[1], wide.shape[0]),
     }
 
 
-def _wilcoxon(wide: pd.DataFrame, hib: bool, top: int) -> dict[str, pd.DataFrame]:
-    """The top signals against the best one and against ``random``: the claims rest on these."""
-    ranks = wide.rank(axis=1, ascending=not hib).mean().sort_values()
-    best = next((s for s in ranks.index if s not in REFERENCES), ranks.index[0])
-    leaders = [s for s in ranks.index if s not in REFERENCES][:top]
-    contenders = list(dict.fromkeys([best, *leaders]))
-    out = {"vs_best": stats.wilcoxon_holm(wide[contenders], control=best, higher_is_better=hib)}
+def _wilcoxon(wide: pd.DataFrame, order: list[str], hib: bool, top: int) -> dict[str, pd.DataFrame]:
+    """The top signals against the table's best non-reference signal and against ``random``."""
+    leaders = [s for s in order if s not in REFERENCES][:top]
+    if not leaders:
+        return {}
+    out = {"vs_best": stats.wilcoxon_holm(wide[leaders], control=leaders[0], higher_is_better=hib)}
     if "random" in wide:
         vs = ["random", *leaders]
         out["vs_random"] = stats.wilcoxon_holm(wide[vs], control="random", higher_is_better=hib)
@@ -179,20 +205,26 @@ def _wilcoxon(wide: pd.DataFrame, hib: bool, top: int) -> dict[str, pd.DataFrame
 # ----------------------------------------------------------------------------- effects, oracle, curves
 
 
-def component_effects(m: pd.DataFrame, metric: str, notes: list[str]) -> dict[str, pd.DataFrame]:
-    """Component effects overall and per task, and the reduction x scaling interaction;
-    their warnings become notes (a report has no console)."""
+def component_effects(
+    m: pd.DataFrame, tasks: list[str], metric: str, notes: list[str]
+) -> dict[str, pd.DataFrame]:
+    """Component effects over ``tasks`` (the leading label's: ``overall``) and per one of those
+    tasks, and the reduction x scaling interaction over them; their warnings become notes
+    (a report has no console)."""
     taxonomy = m[~is_ref(m["signal"]) & m["sig_pointwise"].notna()]
     if taxonomy.empty:
         notes.append("no taxonomy signals (only references): component effects skipped.")
         return {}
+    head = taxonomy[taxonomy["task"].isin(tasks)]
     out: dict[str, pd.DataFrame] = {}
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        out["overall"] = effects.component_effects(taxonomy, metric)
-        for task, part in taxonomy.groupby("task", sort=True):
+        if len(tasks) > 1 and len(head):
+            out["overall"] = effects.component_effects(head, metric)
+        for task, part in head.groupby("task", sort=True):
             out[str(task)] = effects.component_effects(part, metric)
-        out["interaction"] = effects.interaction(taxonomy, metric)
+        if len(head):
+            out["interaction"] = effects.interaction(head, metric)
     for w in {str(c.message) for c in caught}:
         notes.append(f"component effects: {w}")
     return out
@@ -212,16 +244,26 @@ def oracle_quality(data: dict[str, object], notes: list[str]) -> dict[str, objec
     if rq.empty:
         notes.append("the scores and oracle tables share no units: rank quality skipped.")
         return {}
-    return {"rq": rq, "summary": rank_quality.rank_quality_summary(rq)}
+    summary = rank_quality.rank_quality_summary(rq)
+    return {"rq": rq, "summary": summary, "by_step": rank_quality.rank_quality_by_step(rq)}
 
 
 def bands(steps: pd.DataFrame, trials: pd.DataFrame, x: str) -> pd.DataFrame:
-    """Mean and min-max band over seeds of the interpolated curves, on the 0..100 grid,
-    kept where every seed of the (task, signal) still has a point."""
+    """The curves on the 0..100 grid, kept where every trial of the (task, signal) still has
+    a point: for a signal run once per seed, the mean over seeds and the seeds' min-max band;
+    for a drawn signal (``random``), the median over every draw and seed and their 10-90 %
+    band (``drawn`` says which)."""
     c = metrics.curves(steps, trials, x=x)
     keys = ["task", "signal", x]
-    b = c.groupby(keys, observed=True, sort=False)["test_acc"].agg(["mean", "min", "max", "count"])
-    b = b.reset_index().rename(columns={"min": "low", "max": "high", "count": "n"})
-    seeds = trials.groupby(["task", "signal"], observed=True).size().rename("_seeds").reset_index()
-    b = b.merge(seeds, on=["task", "signal"], how="left")
-    return b[(b["n"] == b["_seeds"]) & (b["n"] > 0)].drop(columns="_seeds")
+    g = c.groupby(keys, observed=True, sort=False)["test_acc"]
+    b = g.agg(["mean", "median", "min", "max", "count"])
+    b["q_low"], b["q_high"] = g.quantile(SPREAD[0]), g.quantile(SPREAD[1])
+    b = b.reset_index().rename(columns={"count": "n"})
+    sizes = trials.groupby(["task", "signal"], observed=True).size().rename("_trials")
+    drawn = (sizes > seed_counts(trials, ["task", "signal"]).reindex(sizes.index)).rename("drawn")
+    b = b.merge(pd.concat([sizes, drawn], axis=1).reset_index(), on=["task", "signal"], how="left")
+    b["mean"] = b["median"].where(b["drawn"], b["mean"])
+    b["low"] = b["q_low"].where(b["drawn"], b["min"])
+    b["high"] = b["q_high"].where(b["drawn"], b["max"])
+    b = b[(b["n"] == b["_trials"]) & (b["n"] > 0)]
+    return b[[*keys, "mean", "low", "high", "n", "drawn"]].reset_index(drop=True)

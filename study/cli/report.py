@@ -12,7 +12,9 @@ def add(sub: argparse._SubParsersAction) -> None:
         description="Read a results store once and write its report: accuracy-sparsity curves, "
         "reduction x scaling heatmaps, the critical-difference diagram, component effects, oracle "
         "rank quality and rank similarity (PNG + SVG), the tables in summary.md, and an index.html "
-        "that opens offline. Prints the overall top table and the report's path.",
+        "that opens offline. Prints the top table of the leading protocol label (the paper's greedy "
+        "`sensitivity` at one unit per step when the store has it), the test-set noise and the "
+        "report's path.",
     )
     p.add_argument("store", metavar="STORE", help="the results store (folder holding trials/, steps/, ...)")
     p.add_argument("--out", required=True, metavar="DIR", help="report folder (created; files overwritten)")
@@ -27,13 +29,26 @@ def add(sub: argparse._SubParsersAction) -> None:
 
 
 def print_report(result, metric: str) -> None:  # noqa: ANN001 - analysis.report.ReportResult
-    """The overall top table, the notes and where the report is."""
+    """The leading protocol label's top table (the paper's greedy one-unit-per-step
+    ``sensitivity`` when the store has it), the test-set noise, the notes and where the report is."""
     table = result.top
-    scope = f" of the {result.protocol} protocol" if result.protocols > 1 else ""
-    cols = ["rank", "signal", "alias", "mean_rank", "n_wins", "geomean", "mean", "std", "ci_low", "ci_high"]
-    cols += ["dist", "n_seeds"]
-    print(f"Top {len(table)} signals overall by mean rank over tasks{scope} ({metric}):")
+    others = [label for label in getattr(result, "labels", []) if label != result.protocol]
+    cols = ["rank", "signal", "alias", "mean_rank", "n_tasks", "n_wins", "geomean", "mean", "std", "ci_low"]
+    cols += ["ci_high", "dist", "n_seeds"]
+    print(
+        f"Top {len(table)} signals of the `{result.protocol}` protocol by mean rank over its tasks "
+        f"({metric}; within a task: geomean over seeds, random as the median over its draws):"
+    )
     print(table[[c for c in cols if c in table]].to_string(index=False, float_format=lambda v: f"{v:.2f}"))
+    if others:
+        print(f"ranked apart in the report: {', '.join(f'`{label}`' for label in others)}")
+    noise = getattr(result, "noise", None)
+    if noise is not None and len(noise):
+        ses = [
+            f"{r.model}/{r.dataset} {r.se:.2f}" if r.se == r.se else f"{r.model}/{r.dataset} unknown"
+            for r in noise.itertuples()
+        ]
+        print(f"test-set SE at the reference accuracy (points): {', '.join(ses)}; smaller gaps are noise")
     for note in result.notes:
         print(f"note: {note}")
     print(f"report: {result.index_html} ({len(result.figures)} figures, summary: {result.summary_md})")
