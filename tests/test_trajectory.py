@@ -171,3 +171,53 @@ def test_channels_last_networks_prune_like_nchw_ones():
     for a, b in zip(run_protocol(nchw, signals), run_protocol(cl, signals), strict=True):
         assert b.error is None
         assert [r["pruned"] for r in a.rows] == [r["pruned"] for r in b.rows]
+
+
+def test_stop_drop_reads_every_headline_exactly(model_cache):
+    """On a trained network: stopping 10 points below the reference cuts the curve short
+    but leaves every headline up to a 10-point drop exactly as the full run's."""
+    from study.base_model import load_base
+    from study.environment import Environment
+    from study.execute import make_setup
+    from study.trial import TrialSpec, headline
+
+    base = load_base("tiny_cnn", "digits", 0, Environment(model_cache))
+    signals = [parse("l1_filter"), parse("best_gradient"), parse("random")]
+    runs = {}
+    for stop in (None, 10.0):
+        protocol = Protocol(channels_per_step=2, stop_drop=stop)
+        setup = make_setup(TrialSpec("tiny_cnn", "digits", "l1_filter", protocol), base)
+        runs[stop] = protocol.run(setup, signals)
+    for a, b in zip(runs[None], runs[10.0], strict=True):
+        assert len(b.rows) < len(a.rows) and "stop_drop" in b.stop_reason
+        assert _strip(b.rows) == _strip(a.rows)[: len(b.rows)]  # the same trajectory, cut short
+        head_a, head_b = headline(a.rows, base.reference_acc), headline(b.rows, base.reference_acc)
+        for drop in (1, 2, 5, 10):
+            assert head_a[f"sparsity_at_{drop}"] == head_b[f"sparsity_at_{drop}"]
+
+
+def test_trajectories_that_reach_the_same_network_share_one_evaluation(monkeypatch):
+    """Two orders of pruning the same units give one network: evaluated once, rows exact."""
+    import study.trajectory as trajectory
+
+    calls = {"n": 0}
+    evaluate = trajectory.Run.evaluate
+
+    def counting(self, timing):
+        calls["n"] += 1
+        return evaluate(self, timing)
+
+    setup = _setup(Protocol())
+    signals = [parse("l1_filter"), parse("weight-value-l1-l0")]  # equal up to a per-layer factor
+    alone = [run_protocol(setup, [s])[0] for s in signals]
+    monkeypatch.setattr(trajectory.Run, "evaluate", counting)
+    together = run_protocol(setup, signals)
+    for a, b in zip(alone, together, strict=True):
+        assert _strip(a.rows) == _strip(b.rows)
+    steps = [len(r.rows) - 1 for r in together]
+    states = {
+        tuple(sorted(u for row in r.rows[1 : k + 1] for u in row["pruned"].split(";")))
+        for r in together
+        for k in range(1, len(r.rows))
+    }
+    assert calls["n"] == 1 + len(states) < 1 + sum(steps)  # one evaluation per distinct network state

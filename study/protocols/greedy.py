@@ -3,15 +3,21 @@
 Each step scores every active unit on the eval batches, prunes the global argmin
 (``channels_per_step`` units at a time: a count, or a fraction of all units), optionally
 retrains (the subclass's :meth:`Greedy.retrainer`), evaluates test accuracy every
-``test_interval`` steps, and stops at ``stop_acc``, at ``target_sparsity`` or when every
-group is down to one unit. Trajectories with identical histories share one branch
-(:mod:`study.trajectory`).
+``test_interval`` steps, and stops at ``stop_acc``, ``stop_drop`` points below the
+reference, at ``target_sparsity`` or when every group is down to one unit.
+
+Work is shared exactly (:mod:`study.trajectory`): trajectories with identical histories
+share one branch; and trajectories that reach the same network by different paths (the
+same pruned units with the base weights, e.g. two equivalent-in-practice signals that
+pruned two units in opposite orders) merge into one branch, evaluated once.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass as plain_dataclass
+from dataclasses import field
 from typing import TYPE_CHECKING, Annotated
 
 from pydantic import Field
@@ -21,10 +27,9 @@ from study.params import STRICT
 from study.protocols.base import OnStep, Protocol
 
 if TYPE_CHECKING:
-    from torch import Tensor
 
     from study.masks import MaskedModel
-    from study.trajectory import Branch, Run, Setup, TrajectoryResult
+    from study.trajectory import Branch, Run, Setup, Trajectory, TrajectoryResult
     from taxonomy.spec import SignalSpec
 
 __all__ = ["Greedy", "Retrainer", "Percent"]
@@ -48,6 +53,14 @@ class Greedy(Protocol):
         Percent | None, Field(description="stop when test accuracy (%) falls below this (default: prune on)")
     ] = None
     target_sparsity: Annotated[Percent | None, Field(description="stop at this weight sparsity (%)")] = None
+    stop_drop: Annotated[
+        float | None,
+        Field(
+            gt=0,
+            description="stop once test accuracy is more than this many points below the reference "
+            "(every headline drop up to it is still read exactly)",
+        ),
+    ] = None
 
     def __post_init__(self) -> None:
         cps = self.channels_per_step
@@ -89,41 +102,32 @@ class Greedy(Protocol):
         branches, step = [run.root], 0
         while branches:
             step += 1
-            nxt: list[Branch] = []
+            children: dict[object, _Child] = {}
             for br in branches:
                 live = [t for t in br.members if not t.done]
                 run.load(br)
                 timing: dict = {}
                 scores, errors = run.scores(live, timing)
-                by_choice: dict[tuple[int, ...], list[int]] = {}
                 for i, t in enumerate(live):
                     if not run.usable(t, i, scores, errors):
                         continue
-                    chosen = run.choose(scores[i], k)
-                    if not chosen:
+                    units = tuple(run.choose(scores[i], k))
+                    if not units:
                         t.stop("nothing left to prune")
                         continue
-                    by_choice.setdefault(tuple(chosen), []).append(i)
-                for units, idx in by_choice.items():
-                    child = run.fork(br, units, [live[i] for i in idx])
-                    self._advance(run, retrainer, child, step, list(units), scores[idx], dict(timing))
-                    if any(not t.done for t in child.members):
-                        nxt.append(child)
-            branches = nxt
+                    branch = run.fork(br, units, [])
+                    # the same network (same active units, base weights) = one child, whatever the path
+                    key = branch.active.numpy().tobytes() if br.state is None else (id(br), units)
+                    child = children.setdefault(key, _Child(branch, dict(timing)))
+                    child.add(t, units, float(scores[i, list(units)].mean()))
+            branches = [c.branch for c in children.values() if self._advance(run, retrainer, c, step)]
 
-    def _advance(
-        self,
-        run: Run,
-        retrainer: Retrainer | None,
-        br: Branch,
-        step: int,
-        units: list[int],
-        scores: Tensor,
-        timing: dict,
-    ) -> None:
-        """Prune ``units`` (load the child branch), retrain, evaluate, log, check stops."""
+    def _advance(self, run: Run, retrainer: Retrainer | None, child: _Child, step: int) -> bool:
+        """Load the child (its units pruned), retrain, evaluate, log every member's row, check
+        stops; True if some member goes on."""
         from study.trajectory import exhausted
 
+        br, timing = child.branch, child.timing
         t0 = time.perf_counter()
         masked = run.load(br)
         timing["prune"] = time.perf_counter() - t0
@@ -138,14 +142,37 @@ class Greedy(Protocol):
         done = exhausted(masked)
         due = step % self.test_interval == 0 or reached or done
         evaluated = run.evaluate(timing) if due else None
-        for k, t in enumerate(br.members):
-            t.result.rows.append(
-                run.row(step, units, float(scores[k, units].mean()), evaluated, used, timing)
-            )
-            if evaluated is not None and self.stop_acc is not None and evaluated[0] < self.stop_acc:
-                t.stop(f"test accuracy below stop_acc={self.stop_acc}")
+        for t, units, unit_score in zip(br.members, child.units, child.scores, strict=True):
+            t.result.rows.append(run.row(step, list(units), unit_score, evaluated, used, timing))
+            if evaluated is not None and self._below(run, evaluated[0]):
+                t.stop(self._below(run, evaluated[0]))
             elif reached:
                 t.stop(f"target sparsity {self.target_sparsity} reached")
             elif done:
                 t.stop("nothing left to prune")
             run.notify(t)
+        return any(not t.done for t in br.members)
+
+    def _below(self, run: Run, acc: float) -> str:
+        """Why accuracy ``acc`` ends the trajectory ("" if it does not)."""
+        if self.stop_acc is not None and acc < self.stop_acc:
+            return f"test accuracy below stop_acc={self.stop_acc}"
+        if self.stop_drop is not None and acc < run.setup.reference_acc - self.stop_drop:
+            return f"test accuracy more than stop_drop={self.stop_drop} points below the reference"
+        return ""
+
+
+@plain_dataclass(eq=False)
+class _Child:
+    """A network state reached at this step, and the trajectories that reached it (each with
+    the units it pruned to get there and their score): evaluated once for all of them."""
+
+    branch: Branch
+    timing: dict
+    units: list[tuple[int, ...]] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)
+
+    def add(self, t: Trajectory, units: tuple[int, ...], score: float) -> None:
+        self.branch.members.append(t)
+        self.units.append(units)
+        self.scores.append(score)

@@ -25,9 +25,9 @@ __all__ = ["KEYS", "ORDER", "needed_columns", "keep_mask", "sort_keys"]
 KEYS: dict[str, tuple[str, ...]] = {
     "trials": ("run_key",),
     "steps": ("run_key",),
-    "scores": ("run_key", "tap", "level", "signal", "layer", "channel", "unit"),
-    "oracle": ("run_key", "unit"),
-    "rank_quality": ("run_key", "signal", "scope"),
+    "scores": ("run_key", "tap", "level", "signal", "layer", "channel", "unit", "step"),
+    "oracle": ("run_key", "unit", "step"),
+    "rank_quality": ("run_key", "signal", "scope", "step"),
 }
 """Columns whose values identify one logical row (``trials``/``steps``: one trial)."""
 
