@@ -5,7 +5,17 @@ where files are looked for, :mod:`study.data.readers` reads their real formats, 
 :mod:`study.data.splits` makes and normalises the splits.
 """
 
-from study.data.sources import DATASETS, DatasetEntry, default_root, entry, load, names
+from study.data.sources import DATASETS, DatasetEntry, default_root, entry, load, names, register_dataset
 from study.data.splits import Split, Splits
 
-__all__ = ["DATASETS", "DatasetEntry", "Split", "Splits", "default_root", "entry", "load", "names"]
+__all__ = [
+    "DATASETS",
+    "DatasetEntry",
+    "Split",
+    "Splits",
+    "default_root",
+    "entry",
+    "load",
+    "names",
+    "register_dataset",
+]

@@ -6,7 +6,26 @@ each activation/pool is its own module called once, nothing runs in place, and t
 forward pass has no data-dependent control flow.
 """
 
-from study.models.registry import MODELS, Hyperparams, ModelEntry, build, entry, hyperparams, names
+from study.models.registry import (
+    MODELS,
+    Hyperparams,
+    ModelEntry,
+    build,
+    entry,
+    hyperparams,
+    names,
+    register_model,
+)
 from study.models.tv import tv_names
 
-__all__ = ["MODELS", "Hyperparams", "ModelEntry", "build", "entry", "hyperparams", "names", "tv_names"]
+__all__ = [
+    "MODELS",
+    "Hyperparams",
+    "ModelEntry",
+    "build",
+    "entry",
+    "hyperparams",
+    "names",
+    "register_model",
+    "tv_names",
+]

@@ -22,7 +22,7 @@ from study.models.vgg import VGG16BN
 from taxonomy.errors import PrunetaxError, invalid
 from taxonomy.registry import Registry
 
-__all__ = ["Hyperparams", "ModelEntry", "MODELS", "build", "entry", "hyperparams", "names"]
+__all__ = ["Hyperparams", "ModelEntry", "MODELS", "build", "entry", "hyperparams", "names", "register_model"]
 
 Schedule = Literal["cosine", "step"]
 Builder = Callable[[int, int, int], nn.Module]
@@ -147,8 +147,36 @@ def names() -> list[str]:
     return MODELS.names()
 
 
+def register_model(
+    name: str,
+    builder: Builder,
+    *,
+    hyperparams: Hyperparams | None = None,
+    min_image_size: int = 1,
+    summary: str = "",
+) -> ModelEntry:
+    """Register a model of one's own: ``builder(in_channels, num_classes, image_size)``.
+
+    Training defaults to a generic recipe (SGD, cosine, 30 epochs) unless ``hyperparams``
+    say otherwise. Sweeps on Ray workers need the model by import string instead
+    (``"mypkg.nets:my_cnn"``), which every worker can resolve by itself.
+    """
+    if not callable(builder):
+        raise PrunetaxError(f"the builder of model {name!r} must be callable; got {builder!r}.")
+    record = ModelEntry(name, builder, hyperparams or USER_HYPERPARAMS, min_image_size, summary or name)
+    return MODELS.add(name, record)
+
+
+USER_HYPERPARAMS = Hyperparams(epochs=30, batch_size=64, lr=0.05)
+"""The training recipe of a model registered without one (or named by import string)."""
+
+
 def entry(name: str) -> ModelEntry:
-    """The registry record of ``name`` (``tv:<name>`` included)."""
+    """The registry record of ``name`` (``tv:<name>`` and ``module:builder`` included)."""
+    from study.plugins import is_import_string, load_object
+
+    if is_import_string(name):
+        return ModelEntry(name, load_object(name, "model"), USER_HYPERPARAMS, 1, f"imported {name}")
     if name.startswith(PREFIX):
         tv = name[len(PREFIX) :]
         if tv not in tv_names():
@@ -157,7 +185,10 @@ def entry(name: str) -> ModelEntry:
     try:
         return MODELS.get(name)
     except PrunetaxError as err:
-        raise PrunetaxError(f"{err} Any torchvision classifier is also available as `tv:<name>`.") from None
+        raise PrunetaxError(
+            f"{err} Any torchvision classifier is also available as `tv:<name>`, and a model of your "
+            "own as `module.path:builder`."
+        ) from None
 
 
 def hyperparams(name: str) -> Hyperparams:
