@@ -18,6 +18,7 @@ import pyarrow.dataset as ds
 import pyarrow.parquet as pq
 import pytest
 
+import study.store.integrity as integrity
 import study.store.maintenance as maintenance
 from study.cli import main
 from study.store import (
@@ -95,11 +96,11 @@ def test_atomic_write_leaves_no_temp_files_and_a_failed_write_keeps_the_old_file
     assert _hidden(tmp_path) == []
     before = pq.read_table(store.path("trials", "k0"))
 
-    def boom(table: pa.Table, where: object, **kw: object) -> None:
-        where.write(b"PAR1 half a file")  # type: ignore[attr-defined]
+    def boom(fh: object, data: pa.Table, *args: object) -> None:
+        fh.write(b"PAR1 half a file")  # type: ignore[attr-defined]
         raise OSError("disk full")
 
-    monkeypatch.setattr(pq, "write_table", boom)
+    monkeypatch.setattr(integrity, "_write", boom)
     with pytest.raises(OSError, match="disk full"):
         store.write("trials", "k0", [trial("k0", status="failed")])
     assert _hidden(tmp_path) == []
@@ -458,7 +459,7 @@ def test_compaction_refuses_to_drop_an_unreadable_part(small_store):
     compact(small_store, "trials")
     (part,) = (small_store / "trials" / COMPACTED).glob("g-*/part-*.parquet")
     part.write_bytes(part.read_bytes()[:100])
-    Store(small_store).write_trial(trial("new"), [])
+    Store(small_store).write_trial(trial("new"), steps("new", 1))
     with pytest.raises(PrunetaxError, match="verify"):
         compact(small_store, "trials")
     assert part.exists()

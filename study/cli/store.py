@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-_TABLES = ("trials", "steps", "scores", "oracle", "rank_quality")  # study.store.TABLES, without importing it
+_TABLES = ("trials", "steps", "scores", "oracle", "rank_quality", "activity")  # study.store.TABLES, no import
+_VIEWS = ("runs",)  # study.store.view.VIEWS
 
 
 def add(sub: argparse._SubParsersAction) -> None:
@@ -19,29 +20,7 @@ def add(sub: argparse._SubParsersAction) -> None:
     ls = cmds.add_parser("ls", help="per table: files, rows, run_keys, ok/failed trials")
     ls.add_argument("store", metavar="STORE")
     ls.set_defaults(func=_ls)
-
-    v = cmds.add_parser(
-        "verify",
-        help="find unreadable/foreign files and stale temp files (exit 1 on errors)",
-        description="Read every file of the store and report those that do not belong: unreadable "
-        "(truncated) Parquet, foreign files (not Parquet, another schema, unknown table folder), "
-        "and, as notes, stale temp files and superseded compacted generations. Exits 1 when an "
-        "error was found. Changes nothing unless --quarantine.",
-    )
-    v.add_argument("store", metavar="STORE")
-    v.add_argument(
-        "--quarantine",
-        action="store_true",
-        help="move every reported file to STORE/_quarantine/<UTC time>/ (same relative path)",
-    )
-    v.add_argument(
-        "--stale-after",
-        type=float,
-        default=3600.0,
-        metavar="SECONDS",
-        help="age from which temp files count as stale (default 3600); younger ones belong to live writers",
-    )
-    v.set_defaults(func=_verify)
+    _add_verify(cmds)
 
     c = cmds.add_parser(
         "compact",
@@ -55,11 +34,48 @@ def add(sub: argparse._SubParsersAction) -> None:
         "--table", action="append", metavar="T", help=f"only this table (repeatable; {', '.join(_TABLES)})"
     )
     c.set_defaults(func=_compact)
+    _add_export(cmds)
 
-    e = cmds.add_parser("export", help="write one deduplicated table to CSV")
+
+def _add_verify(cmds: argparse._SubParsersAction) -> None:
+    v = cmds.add_parser(
+        "verify",
+        help="prove the store's integrity: checksums, readable files, steps of ok trials (exit 1 on errors)",
+        description="Check every file of the store against the sha256 written with it (files of an "
+        "older prunetax without one are read in full), and report what does not belong: unreadable "
+        "or changed files, foreign files (not Parquet, another schema, unknown table folder), ok trials "
+        "without their steps and rank jobs without their scores; as notes, stale temp files, "
+        "superseded compacted generations, files without a checksum and trials awaiting a rerun. "
+        "Exits 1 when an error was found. Changes nothing unless --quarantine.",
+    )
+    v.add_argument("store", metavar="STORE")
+    v.add_argument(
+        "--quarantine",
+        action="store_true",
+        help="move every reported file to STORE/_quarantine/<UTC time>/ (same relative path), then "
+        "invalidate the trials and rank jobs that lost rows, so the next sweep reruns exactly those",
+    )
+    v.add_argument(
+        "--stale-after",
+        type=float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="age from which temp files count as stale (default 3600); younger ones belong to live writers",
+    )
+    v.set_defaults(func=_verify)
+
+
+def _add_export(cmds: argparse._SubParsersAction) -> None:
+    e = cmds.add_parser(
+        "export",
+        help="write one deduplicated table, or the joined `runs` view, to CSV or Parquet",
+        description="Write a table deduplicated as readers see it, or the `runs` view (every steps row "
+        "with its trial's model, dataset, protocol, signal, components and seeds), to one file. The "
+        "format follows the extension of --out: .csv, or .parquet/.pq (zstd). Written atomically.",
+    )
     e.add_argument("store", metavar="STORE")
-    e.add_argument("--table", required=True, metavar="T", help=", ".join(_TABLES))
-    e.add_argument("--out", required=True, metavar="FILE.csv", help="CSV file to write")
+    e.add_argument("--table", required=True, metavar="T", help=", ".join(_TABLES + _VIEWS))
+    e.add_argument("--out", required=True, metavar="FILE", help="file to write: FILE.csv or FILE.parquet")
     e.add_argument("--columns", metavar="COL[,COL]", help="only these columns")
     e.set_defaults(func=_export)
 
@@ -71,6 +87,7 @@ def _ls(args: argparse.Namespace) -> int:
     print(f"{'table':<13} {'loose':>7} {'parts':>5} {'rows':>10} {'raw rows':>10} {'run_keys':>9}  trials")
     for s in rows:
         trials = f"{s.ok} ok, {s.failed} failed" if s.ok is not None else ""
+        trials += f", {s.lost} lost (rerun by the next sweep)" if s.lost else ""
         skipped = f"  ({s.skipped_files} unreadable/foreign files skipped)" if s.skipped_files else ""
         print(
             f"{s.table:<13} {s.loose_files:>7} {s.compacted_parts:>5} {s.rows:>10} {s.raw_rows:>10} "

@@ -7,7 +7,7 @@ then 1, 2, ... for loose files in write order (mtime, then name). The rules:
   broken by source rank, then by row order;
 - ``steps``: for each ``run_key``, all rows of its highest-ranked source and none of
   the others, so a rerun replaces a trial's curve wholesale and never mixes two writes;
-- ``scores``, ``oracle``, ``rank_quality``: the last row per natural key (:data:`KEYS`)
+- ``scores``, ``oracle``, ``rank_quality``, ``activity``: the last row per natural key (:data:`KEYS`)
   in source order.
 
 Compaction applies the same rules, so reading before and after it gives the same rows.
@@ -28,6 +28,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "scores": ("run_key", "tap", "level", "signal", "layer", "channel", "unit", "step"),
     "oracle": ("run_key", "unit", "step"),
     "rank_quality": ("run_key", "signal", "scope", "step"),
+    "activity": ("run_key", "layer", "channel", "step"),
 }
 """Columns whose values identify one logical row (``trials``/``steps``: one trial)."""
 

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
-import pyarrow.parquet as pq
+import pyarrow.compute as pc
 
+from study.store.integrity import write_parquet
 from study.store.layout import current_generation, generation_sources, is_loose_name, write_file_atomic
-from study.store.read import Filters, load
+from study.store.read import Filters, load, scan_folder, warn_skipped
 from study.store.schema import schema_of
 
 __all__ = ["Store", "write_table", "load"]
@@ -18,7 +19,8 @@ __all__ = ["Store", "write_table", "load"]
 
 def _to_table(rows: list[dict] | pd.DataFrame, schema: pa.Schema) -> pa.Table:
     if isinstance(rows, pd.DataFrame):
-        rows = rows.to_dict("records")
+        # a frame read back from the store holds nullable integers as floats with NaN
+        rows = rows.astype(object).where(rows.notna(), None).to_dict("records")
     unknown = {k for row in rows for k in row} - set(schema.names)
     if unknown:
         raise ValueError(f"columns not in the schema: {sorted(unknown)}")
@@ -31,9 +33,9 @@ def write_table(path: Path, rows: list[dict] | pd.DataFrame, table: str) -> Path
     The data goes to a dot-prefixed temp file in the same folder, is fsynced, then
     ``os.replace``\\ d over ``path`` and the folder is fsynced: readers see the old file
     or the new one, never a partial one, and a crash leaves no half-written ``.parquet``.
+    The file carries the sha256 of its own bytes (:mod:`study.store.integrity`).
     """
-    data = _to_table(rows, schema_of(table))
-    return write_file_atomic(Path(path), lambda fh: pq.write_table(data, fh, compression="zstd"))
+    return write_file_atomic(Path(path), write_parquet(_to_table(rows, schema_of(table))))
 
 
 class Store:
@@ -69,6 +71,26 @@ class Store:
         return self.path(table, key).exists() or key in generation_sources(
             current_generation(self.root / table)
         )
+
+    def status(self, keys: Collection[str]) -> dict[str, str]:
+        """The newest ``trials`` status of each of ``keys`` that has a row.
+
+        Reads only the keys' own loose files and the compacted parts (a run_key filter
+        the parts' statistics answer), not the whole table: cheap for one work unit.
+        """
+        keys, folder = set(keys), self.root / "trials"
+        if not keys or not folder.is_dir():
+            return {}
+        scan = scan_folder(
+            folder,
+            "trials",
+            ["run_key", "status", "finished_at"],
+            pc.field("run_key").isin(sorted(keys)),
+            select=lambda p: p.parent != folder or p.stem in keys,
+        )
+        warn_skipped(self.root, scan.bad)
+        data = scan.newest("trials")
+        return dict(zip(data["run_key"].to_pylist(), data["status"].to_pylist(), strict=True))
 
     def done(self, status: Iterable[str] = ("ok",)) -> set[str]:
         """run_keys whose newest trial row has one of ``status`` (reads three columns)."""

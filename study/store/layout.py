@@ -16,6 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
+from study.store.integrity import sources_body
+
 __all__ = [
     "COMPACTED",
     "QUARANTINE",
@@ -121,10 +123,10 @@ def generation_sources(generation: Path | None) -> set[str]:
     if generation is None:
         return set()
     try:
-        text = (generation / SOURCES).read_text()
+        text = (generation / SOURCES).read_bytes()
     except FileNotFoundError:
         return set()
-    return {line for line in text.splitlines() if line}
+    return {line for line in sources_body(text).decode(errors="replace").splitlines() if line}
 
 
 def temp_path(path: Path, tag: str = "tmp") -> Path:
@@ -150,12 +152,13 @@ def write_file_atomic(path: Path, write: Callable[[BinaryIO], object], *, sync_d
     """Call ``write(fh)`` on a hidden temp file, fsync it, then ``os.replace`` it to ``path``.
 
     A reader sees the old file or the new one, never a partial one; a crash leaves at
-    most a dot-prefixed temp file, which ``verify`` reports once it is stale.
+    most a dot-prefixed temp file, which ``verify`` reports once it is stale. The file is
+    opened for reading too (``w+b``), so a writer can hash what it wrote.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = temp_path(path)
     try:
-        with open(tmp, "wb") as fh:
+        with open(tmp, "w+b") as fh:
             write(fh)
             fh.flush()
             os.fsync(fh.fileno())

@@ -1,4 +1,4 @@
-"""Compaction (many small files -> a few large ones), CSV export and a per-table summary.
+"""Compaction (many small files -> a few large ones), export (CSV or Parquet) and a per-table summary.
 
 Compaction is a maintenance step for one process at a time (a second one running at
 the same moment fails cleanly and changes nothing). Writers may keep writing: files
@@ -17,7 +17,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from study.store.dedup import keep_mask, needed_columns, sort_keys
+from study.store.dedup import needed_columns, sort_keys
+from study.store.integrity import damaged, sources_text, write_parquet
 from study.store.layout import (
     COMPACTED,
     SOURCES,
@@ -29,7 +30,7 @@ from study.store.layout import (
     temp_path,
     write_file_atomic,
 )
-from study.store.read import Filters, read_table, scan_folder, snapshot, warn_skipped
+from study.store.read import Filters, Scan, read_table, scan_folder, snapshot, warn_skipped
 from study.store.schema import TABLES, schema_of
 
 __all__ = ["CompactResult", "TableSummary", "compact", "export", "summary", "require_store"]
@@ -38,15 +39,19 @@ ROWS_PER_PART = 8_000_000
 ROW_GROUP_SIZE = 1_000_000
 
 
-def require_store(root: str | Path) -> Path:
-    """``root`` as a Path; a clear error when it is not an existing folder."""
+def require_store(root: str | Path, *, tables: bool = True) -> Path:
+    """``root`` as a Path; a clear error unless it is an existing folder that holds at least
+    one table folder (``tables``; a store gets them on its first write)."""
     from taxonomy.errors import PrunetaxError
 
     path = Path(root)
+    hint = "give the STORE path a sweep or `prunetax run --store` wrote to."
     if not path.is_dir():
+        raise PrunetaxError(f"store folder {str(path)!r} does not exist (or is not a folder); {hint}")
+    if tables and not any((path / t).is_dir() for t in TABLES):
         raise PrunetaxError(
-            f"store folder {str(path)!r} does not exist (or is not a folder); give the STORE "
-            "path a sweep or `prunetax run --store` wrote to."
+            f"{str(path)!r} is not a results store: it holds none of the table folders "
+            f"({', '.join(f'{t}/' for t in TABLES)}); {hint}"
         )
     return path
 
@@ -85,12 +90,10 @@ def _write_parts(data: pa.Table, staging: Path, sources: set[str]) -> int:
     for i in range(n_parts):
         piece = data.slice(i * ROWS_PER_PART, ROWS_PER_PART)
         write_file_atomic(
-            staging / f"part-{i:05d}.parquet",
-            lambda fh, p=piece: pq.write_table(p, fh, compression="zstd", row_group_size=ROW_GROUP_SIZE),
-            sync_dir=False,
+            staging / f"part-{i:05d}.parquet", write_parquet(piece, ROW_GROUP_SIZE), sync_dir=False
         )
-    text = "".join(f"{s}\n" for s in sorted(sources))
-    write_file_atomic(staging / SOURCES, lambda fh: fh.write(text.encode()), sync_dir=False)
+    text = sources_text(sources)
+    write_file_atomic(staging / SOURCES, lambda fh: fh.write(text), sync_dir=False)
     fsync_dir(staging)
     return n_parts
 
@@ -121,6 +124,18 @@ def _remove_ingested(f: LooseFile) -> bool:
     return False
 
 
+def _scan_checked(folder: Path, table: str, columns: list[str]) -> Scan:
+    """:func:`scan_folder` where a file whose checksum fails counts as unreadable."""
+    scan = scan_folder(folder, table, columns)
+    sources = [scan.snapshot.generation / SOURCES] if scan.snapshot.generation else []
+    bad = damaged([*(p for p in scan.snapshot.paths if p not in scan.bad), *sources])
+    if not bad:
+        return scan
+    scan = scan_folder(folder, table, columns, select=lambda p: p not in bad)
+    scan.bad.update(bad)
+    return scan
+
+
 def compact(root: str | Path, table: str) -> CompactResult:
     """Fold ``table``'s loose files and current generation into a new generation.
 
@@ -128,24 +143,24 @@ def compact(root: str | Path, table: str) -> CompactResult:
     up to 8 M rows in 1 M-row row groups. The new parts are written into a hidden staging
     folder and fsynced, then the folder is renamed to ``g-<N+1>`` (one atomic step: a
     reader sees the old generation or the new one); only then are the folded-in loose
-    files and older generations deleted. Files that could not be read stay (reported).
+    files and older generations deleted. Files that could not be read, or whose checksum
+    fails, stay where they are (reported); a damaged compacted file stops the compaction.
     """
     from taxonomy.errors import PrunetaxError
 
     schema = schema_of(table)
     root = require_store(root)
     folder = root / table
-    scan = scan_folder(folder, table, list(schema.names))
+    scan = _scan_checked(folder, table, list(schema.names))
     snap, good = scan.snapshot, scan.good_loose()
-    broken = [p for p in snap.parts if p in scan.bad]
+    broken = [p for p in scan.bad if COMPACTED in p.parts]
     if broken:  # a new generation would drop their rows, and removing the old one delete them
         raise PrunetaxError(
-            f"compacted part {broken[0]} cannot be read ({scan.bad[broken[0]]}); run "
+            f"compacted file {broken[0]} is damaged ({scan.bad[broken[0]]}); run "
             f"`prunetax store verify {root} --quarantine` to set it aside, then compact again"
         )
     warn_skipped(root, scan.bad)
-    mask = keep_mask(table, scan.data, scan.src)
-    data = scan.data if mask is None else scan.data.filter(mask)
+    data = scan.newest(table)
     files_before = len(snap.paths)
     stale = [g for g in generations(folder) if g != snap.generation]
     if not good and not stale:
@@ -181,18 +196,51 @@ def compact(root: str | Path, table: str) -> CompactResult:
     )  # fmt: skip
 
 
+EXPORT_FORMATS = {".csv": "csv", ".parquet": "parquet", ".pq": "parquet"}
+"""File extensions ``export`` writes, and the format each one means."""
+
+
+def _export_target(root: Path, out: Path) -> str:
+    """The format for ``out``; a clear error for an unknown extension, a folder, or a path
+    inside the store (an export there would become a store file)."""
+    from taxonomy.errors import PrunetaxError
+
+    fmt = EXPORT_FORMATS.get(out.suffix.lower())
+    if fmt is None:
+        raise PrunetaxError(
+            f"`--out` must end in {', '.join(EXPORT_FORMATS)} (the format follows the extension); "
+            f"got {str(out)!r}."
+        )
+    if out.is_dir():
+        raise PrunetaxError(f"`--out` {str(out)!r} is a folder; give a file name such as {out / 'runs.csv'}.")
+    if out.absolute().is_relative_to(root.absolute()):
+        raise PrunetaxError(
+            f"`--out` {str(out)!r} is inside the store {str(root)!r}; write the export elsewhere."
+        )
+    return fmt
+
+
 def export(
     root: str | Path,
     table: str,
-    out_csv: str | Path,
+    out: str | Path,
     columns: list[str] | None = None,
     filters: Filters | None = None,
 ) -> int:
-    """Write the deduplicated ``table`` to ``out_csv`` (atomically); returns the row count."""
-    frame = read_table(require_store(root), table, columns, filters).to_pandas()
-    out = Path(out_csv)
-    write_file_atomic(out, lambda fh: frame.to_csv(fh, index=False), sync_dir=False)
-    return len(frame)
+    """Write the deduplicated ``table`` (or the ``runs`` view) to ``out``, atomically.
+
+    The format follows the extension (:data:`EXPORT_FORMATS`: CSV or zstd Parquet).
+    Everything is checked before anything is read or written. Returns the row count.
+    """
+    root, out = require_store(root), Path(out)
+    fmt = _export_target(root, out)
+    data = read_table(root, table, columns, filters)
+    if fmt == "parquet":
+        write = lambda fh: pq.write_table(data, fh, compression="zstd")  # noqa: E731
+    else:
+        write = lambda fh: data.to_pandas().to_csv(fh, index=False)  # noqa: E731
+    write_file_atomic(out, write, sync_dir=False)
+    return data.num_rows
 
 
 @dataclass(frozen=True)
@@ -208,6 +256,7 @@ class TableSummary:
     skipped_files: int
     ok: int | None = None
     failed: int | None = None
+    lost: int | None = None
 
 
 def summary(root: str | Path) -> list[TableSummary]:
@@ -217,8 +266,7 @@ def summary(root: str | Path) -> list[TableSummary]:
     for table in TABLES:
         cols = needed_columns(table) + (["status"] if table == "trials" else [])
         scan = scan_folder(root / table, table, [n for n in schema_of(table).names if n in cols])
-        mask = keep_mask(table, scan.data, scan.src)
-        data = scan.data if mask is None else scan.data.filter(mask)
+        data = scan.newest(table)
         status = None
         if table == "trials":
             status = data["status"].to_numpy(zero_copy_only=False)
@@ -233,6 +281,7 @@ def summary(root: str | Path) -> list[TableSummary]:
                 len(scan.bad),
                 None if status is None else int((status == "ok").sum()),
                 None if status is None else int((status == "failed").sum()),
+                None if status is None else int((status == "lost").sum()),
             )
         )
     return out

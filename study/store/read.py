@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,9 +25,10 @@ import pyarrow.parquet as pq
 
 from study.store.dedup import KEYS, keep_mask, needed_columns
 from study.store.layout import LooseFile, current_generation, loose_files, parts
-from study.store.schema import schema_of
+from study.store.schema import TABLES, schema_of
+from study.store.view import VIEWS, read_runs
 
-__all__ = ["StoreWarning", "Snapshot", "Scan", "check_schema", "read_table", "load", "scan_folder"]
+__all__ = ["StoreWarning", "Snapshot", "Scan", "check_schema", "read_table", "load", "scan_folder", "skipped"]
 
 _FS = pafs.LocalFileSystem()
 _FMT = ds.ParquetFileFormat()
@@ -113,6 +114,11 @@ class Scan:
     bad: dict[Path, str] = field(default_factory=dict)
     vanished: set[Path] = field(default_factory=set)
 
+    def newest(self, table: str) -> pa.Table:
+        """The rows that survive deduplication (:func:`study.store.dedup.keep_mask`)."""
+        mask = keep_mask(table, self.data, self.src)
+        return self.data if mask is None else self.data.filter(mask)
+
     def good_loose(self) -> list[LooseFile]:
         """Loose files that were read (neither skipped nor vanished)."""
         return [f for f in self.snapshot.loose if f.path not in self.bad and f.path not in self.vanished]
@@ -165,10 +171,25 @@ def _scan_files(snap: Snapshot, table: str, columns: list[str], expr: pc.Express
     return Scan(snap, data, src.astype(np.int64), bad, vanished)
 
 
-def scan_folder(folder: Path, table: str, columns: list[str], expr: pc.Expression | None = None) -> Scan:
-    """Read a consistent snapshot of ``folder``: retried if a compaction swapped generations."""
+def scan_folder(
+    folder: Path,
+    table: str,
+    columns: list[str],
+    expr: pc.Expression | None = None,
+    select: Callable[[Path], bool] | None = None,
+) -> Scan:
+    """Read a consistent snapshot of ``folder``: retried if a compaction swapped generations.
+
+    ``select`` keeps only some of its files (parts and loose files) in the snapshot.
+    """
     for attempt in range(_ATTEMPTS):
         snap = snapshot(folder)
+        if snap is not None and select is not None:
+            snap = Snapshot(
+                snap.generation,
+                [p for p in snap.parts if select(p)],
+                [f for f in snap.loose if select(f.path)],
+            )
         if snap is not None:
             result = _scan_files(snap, table, columns, expr)
             stable = current_generation(folder) == snap.generation
@@ -183,8 +204,20 @@ def scan_folder(folder: Path, table: str, columns: list[str], expr: pc.Expressio
     )
 
 
+_SKIPPED: dict[Path, dict[Path, str]] = {}
+
+
+def skipped(root: str | Path) -> dict[Path, str]:
+    """Files under ``root`` that reads in this process skipped, and why (those still there)."""
+    found = _SKIPPED.get(Path(root).absolute(), {})
+    return {p: why for p, why in list(found.items()) if p.exists()}
+
+
 def warn_skipped(root: Path, bad: dict[Path, str]) -> None:
-    """One :class:`StoreWarning` per skipped file, naming it and the command that reports it."""
+    """One :class:`StoreWarning` per skipped file, naming it and the command that reports it;
+    :func:`skipped` remembers them for :func:`study.store.health`."""
+    if bad:
+        _SKIPPED.setdefault(Path(root).absolute(), {}).update({p.absolute(): r for p, r in bad.items()})
     for path, reason in bad.items():
         warnings.warn(
             f"prunetax store: skipped {path}: {reason}. `prunetax store verify {root}` reports it "
@@ -230,14 +263,17 @@ def read_table(
     filters: Filters | None = None,
 ) -> pa.Table:
     """:func:`load` as a pyarrow Table (the schema's types, rows deduplicated)."""
+    if table in VIEWS:
+        return read_runs(root, columns, filters)
+    if table not in TABLES:
+        from taxonomy.errors import invalid
+
+        raise invalid("table", table, [*TABLES, *VIEWS])
     wanted, read, push, post = _plan(table, columns, filters)
     root = Path(root)
     result = scan_folder(root / table, table, read, push)
     warn_skipped(root, result.bad)
-    data = result.data
-    mask = keep_mask(table, data, result.src)
-    if mask is not None:
-        data = data.filter(mask)
+    data = result.newest(table)
     if post is not None:
         data = data.filter(post)
     return data.select(wanted)
@@ -256,7 +292,9 @@ def load(
     root
         Store root (``<root>/<table>/...``); a missing folder reads as an empty table.
     table
-        ``trials``, ``steps``, ``scores``, ``oracle`` or ``rank_quality``.
+        ``trials``, ``steps``, ``scores``, ``oracle`` or ``rank_quality``; or the view
+        ``runs``: every steps row with its trial's identifying columns
+        (:mod:`study.store.view`).
     columns
         Read only these columns (default: all, in schema order).
     filters

@@ -10,7 +10,17 @@ from __future__ import annotations
 
 import pyarrow as pa
 
-__all__ = ["SCHEMA_VERSION", "TABLES", "TRIALS", "STEPS", "SCORES", "ORACLE", "RANK_QUALITY", "schema_of"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "TABLES",
+    "TRIALS",
+    "STEPS",
+    "SCORES",
+    "ORACLE",
+    "RANK_QUALITY",
+    "ACTIVITY",
+    "schema_of",
+]
 
 SCHEMA_VERSION = 1
 
@@ -42,6 +52,8 @@ TRIALS = _schema("trials", [
     ("started_at", _TS), ("finished_at", _TS),
     ("trial_version", _I), ("draw", _I), ("aggregation", _S), ("units_per_step", _I), ("tie_seed", _I),
     ("n_test", _I), ("node", _S),
+    ("started_from", _S), ("train_steps", _I), ("train_macs", _I), ("train_macs_dense", _I),
+    ("train_macs_saved", _F), ("oracle_evals", _I),
 ])
 """One row per trial. ``status`` is ``ok`` or ``failed`` (then ``error``/``traceback`` say why).
 
@@ -51,7 +63,17 @@ reference within one repeat (0 for every other signal); ``aggregation`` is how a
 unit's score is formed (``pooled`` by default); ``units_per_step`` the units pruned per
 greedy step (more than 1 = a coarse run); ``tie_seed`` seeds the permutation that breaks
 score ties; ``n_test`` the test-set size (binomial standard error); ``node`` the Ray node
-that ran the trial."""
+that ran the trial.
+
+Protocols that train (``cucb``, ``gated``; null for the others, which prune the base model):
+``started_from`` (``scratch``: a new network initialised as the base model was; ``base``: the
+base model), ``train_steps`` (their SGD steps), ``train_macs`` (multiply-adds executed while
+training: 3 x batch size x the forward MACs per image of each step's executed channels),
+``train_macs_dense`` (the same for dense training with the same recipe) and
+``train_macs_saved`` (100 x (1 - train_macs / train_macs_dense), %).
+
+``oracle_evals``: networks whose eval loss the trial measured to choose its units, summed
+over its steps (``myopic``, ``best_of_n``; null for the others)."""
 
 STEPS = _schema("steps", [
     ("run_key", _S), ("step", _I), ("pruned", _S), ("n_pruned", _I),
@@ -59,9 +81,17 @@ STEPS = _schema("steps", [
     ("sparsity", _F), ("macs_sparsity", _F), ("test_acc", _F), ("test_loss", _F), ("eval_loss", _F),
     ("score", _F), ("retrain_steps", _I),
     ("t_stats", _F), ("t_score", _F), ("t_prune", _F), ("t_retrain", _F), ("t_eval", _F),
+    ("oracle_evals", _I), ("finetune_acc", _F),
+    ("macs_p5", _F), ("macs_p25", _F), ("macs_p50", _F), ("macs_p75", _F), ("macs_p95", _F),
 ])
 """One row per pruning step (step 0 = unpruned). ``test_acc`` in percent, NaN when the
-step was not evaluated (``test_interval``); ``pruned`` lists ``root_conv:channel`` ids."""
+step was not evaluated (``test_interval``); ``pruned`` lists ``root_conv:channel`` ids.
+``oracle_evals``: networks whose eval loss was measured to choose the step's units (the
+myopic oracle's candidates, best-of-N's masks); null for protocols that measure none.
+``finetune_acc``: test accuracy (%) after a short fine-tune of the step's network (``cucb``;
+``test_acc`` is before it). ``macs_p5`` ... ``macs_p95``: under per-input gates (``gated``),
+the 5th, 25th, 50th, 75th and 95th percentiles over test images of the MACs executed per
+image (``macs_remaining`` is then their mean, rounded; ``macs_sparsity`` uses the exact mean)."""
 
 SCORES = _schema("scores", [
     ("run_key", _S), ("model", _S), ("dataset", _S), ("base_seed", _I), ("seed", _I), ("tap", _S),
@@ -84,6 +114,19 @@ RANK_QUALITY = _schema("rank_quality", [
     ("scope", _S), ("spearman", _F), ("kendall", _F), ("n_units", _I), ("step", _I),
 ])
 """Rank correlation of each signal's unit ranking with the oracle (``scope`` = global or a layer)."""
+
+ACTIVITY = _schema("activity", [
+    ("run_key", _S), ("model", _S), ("dataset", _S), ("base_seed", _I), ("seed", _I), ("tap", _S),
+    ("layer", _S), ("channel", _I), ("unit", _I), ("nonlinearity", _S), ("n_examples", _I),
+    ("zero_fraction", _F), ("variance", _F), ("layer_variance", _F), ("dead", pa.bool_()),
+    ("constant", pa.bool_()), ("dead_threshold", _F), ("constant_tolerance", _F), ("step", _I),
+])
+"""Dead and constant channels of the unpruned network (Evci et al. 2018; :mod:`study.dead_units`),
+one row per conv channel, written by rank-quality jobs: ``zero_fraction`` = share of eval inputs
+on which the channel's map after the nonlinearity (``tap`` = output) is all 0, ``dead`` =
+``zero_fraction >= dead_threshold``; ``variance`` = its activation variance across the eval
+inputs (per element, averaged over the map), ``constant`` = ``variance <= constant_tolerance x
+layer_variance`` (the mean over the layer's channels). ``nonlinearity`` is empty where none follows."""
 # fmt: on
 
 TABLES: dict[str, pa.Schema] = {
@@ -92,6 +135,7 @@ TABLES: dict[str, pa.Schema] = {
     "scores": SCORES,
     "oracle": ORACLE,
     "rank_quality": RANK_QUALITY,
+    "activity": ACTIVITY,
 }
 
 
