@@ -16,12 +16,18 @@ from taxonomy.errors import PrunetaxError
 
 __all__ = ["is_import_string", "load_object"]
 
+BUILTIN_PREFIXES = frozenset({"tv"})
+"""``tv:<name>`` is a torchvision model, never a module called ``tv``."""
+
 
 def is_import_string(name: str) -> bool:
     """``module.path:attribute`` (and not one of the built-in prefixes such as ``tv:``)."""
     module, sep, attr = name.partition(":")
     return (
-        bool(sep) and "." in module + "." and attr.isidentifier() and module.replace(".", "").isidentifier()
+        bool(sep)
+        and module not in BUILTIN_PREFIXES
+        and attr.isidentifier()
+        and all(part.isidentifier() for part in module.split("."))
     )
 
 

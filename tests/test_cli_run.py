@@ -18,9 +18,7 @@ def test_run_writes_trials_and_skips_stored(model_cache, tmp_path, capsys):
     store = tmp_path / "store"
     args = [
         "--signal",
-        "best_gradient",
-        "--signal",
-        "random",
+        "best_gradient,random",  # one flag, a comma-separated list
         "--channels-per-step",
         "8",
         "--store",
@@ -36,7 +34,13 @@ def test_run_writes_trials_and_skips_stored(model_cache, tmp_path, capsys):
     assert (trials["status"] == "ok").all()
     assert set(steps["run_key"]) == set(trials["run_key"])
     by_signal = trials.groupby("signal")
-    assert by_signal.size()["random"] == 5 and sorted(by_signal.get_group("random")["draw"]) == [0, 1, 2, 3, 4]
+    assert by_signal.size()["random"] == 5 and sorted(by_signal.get_group("random")["draw"]) == [
+        0,
+        1,
+        2,
+        3,
+        4,
+    ]
     best = trials.set_index("signal").loc["activation-taylor2_gn-abs_sum-weights_removed"]
     rand = by_signal.get_group("random")["sparsity_at_5"]
     assert best["sparsity_at_5"] > rand.median()
@@ -62,7 +66,7 @@ def test_bad_input_exits_nonzero_and_writes_nothing(tmp_path, capsys, args, need
     assert not store.exists()
 
 
-def test_scores_cover_every_channel_and_cross_check(model_cache, tmp_path):
+def test_scores_cover_every_channel_and_cross_check(model_cache, tmp_path, capsys):
     ckpt = next(model_cache.glob("tiny_cnn-*.pt"))
     out, dump = tmp_path / "scores.parquet", tmp_path / "inputs.pt"
     assert (
@@ -73,7 +77,7 @@ def test_scores_cover_every_channel_and_cross_check(model_cache, tmp_path):
                 str(ckpt),
                 "--dataset",
                 "digits",
-                "--signals",
+                "--signals",  # the deprecated spelling still works, with a note
                 "all",
                 "oracle",
                 "--out",
@@ -84,14 +88,14 @@ def test_scores_cover_every_channel_and_cross_check(model_cache, tmp_path):
         )
         == 2
     )  # `all` must stand alone
+    err = capsys.readouterr().err
+    assert "deprecated" in err and "stand alone" in err and not out.exists()
     assert (
         main(
             [
                 "scores",
                 "--checkpoint",
-                str(ckpt),
-                "--dataset",
-                "digits",
+                str(ckpt),  # the dataset is the one the checkpoint names
                 "--out",
                 str(out),
                 "--dump-inputs",
@@ -101,7 +105,9 @@ def test_scores_cover_every_channel_and_cross_check(model_cache, tmp_path):
         == 0
     )
     frame = pd.read_parquet(out)
-    assert frame["signal"].nunique() == 480 and frame.groupby("signal").size().eq(80).all()
+    from taxonomy.spec import all_cells
+
+    assert frame["signal"].nunique() == len(all_cells()) and frame.groupby("signal").size().eq(80).all()
     inputs = torch.load(dump)
     assert inputs["x"].shape == (256, 1, 8, 8) and len(inputs["eval_indices"]) == 256
     # independent cross-check: mean activation (sum over the map, mean over examples) of the first conv
@@ -139,3 +145,13 @@ def test_scores_rejects_checkpoint_of_another_dataset(model_cache, tmp_path, cap
     )
     assert "trained on 'digits'" in capsys.readouterr().err
     assert not (tmp_path / "s.parquet").exists()
+
+
+def test_scores_takes_signal_lists_like_run(model_cache, tmp_path):
+    ckpt = next(model_cache.glob("tiny_cnn-*.pt"))
+    out = tmp_path / "s.parquet"
+    argv = ["scores", "--checkpoint", str(ckpt), "--signal", "l1_filter,taylor_fo", "--signal", "random"]
+    assert main([*argv, "--out", str(out)]) == 0
+    frame = pd.read_parquet(out)
+    assert set(frame["signal"]) == {"weight-value-l1-none", "activation-taylor-abs_sum-l2", "random"}
+    assert set(frame["dataset"]) == {"digits"}

@@ -30,8 +30,10 @@ KEYS = {
     "latex",
     "conditional",
 }
-N_CELLS, N_CLASSES = 480, 348
-COUNT_LINE = f"the space has {N_CELLS} cells in {N_CLASSES} distinct classes for a network without coupled units."
+N_CELLS, N_CLASSES = 630, 437
+COUNT_LINE = (
+    f"the space has {N_CELLS} cells in {N_CLASSES} distinct classes for a network without coupled units."
+)
 
 
 def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -67,9 +69,9 @@ def test_distinct_lists_one_cell_per_class(capsys: pytest.CaptureFixture[str]) -
 @pytest.mark.parametrize(
     ("argv", "count"),
     [
-        (["--input", "activation", "--reduction", "abs_sum"], 1 * 8 * 1 * 6),
-        (["--scaling", "l2"], 2 * 8 * 5 * 1),
-        (["--reduction", "sum,l1", "--pointwise", "taylor"], 2 * 1 * 2 * 6),
+        (["--input", "activation", "--reduction", "abs_sum"], 1 * 9 * 1 * 7),
+        (["--scaling", "l2"], 2 * 9 * 5 * 1),
+        (["--reduction", "sum,l1", "--pointwise", "taylor"], 2 * 1 * 2 * 7),
         (["--input", " Weight ", "--pointwise", "value,apoz", "--scaling", "none"], 1 * 2 * 5 * 1),
     ],
 )
@@ -86,15 +88,15 @@ def test_filters(capsys: pytest.CaptureFixture[str], argv: list[str], count: int
 def test_filter_and_distinct_combine(capsys: pytest.CaptureFixture[str]) -> None:
     data = records(capsys, "--pointwise", "hessian_gn", "--distinct")
     # Rule 1 sends hessian_gn sum/l1/abs_sum to taylor-l2: only l2 and sqr_sum stay distinct,
-    # under 6 weight scalings and 5 activation ones (rule 4b: l0_active = l0).
-    assert {r["reduction"] for r in data} == {"l2", "sqr_sum"} and len(data) == 2 * 6 + 2 * 5
+    # under 7 weight scalings and 6 activation ones (rule 4b: l0_active = l0).
+    assert {r["reduction"] for r in data} == {"l2", "sqr_sum"} and len(data) == 2 * 7 + 2 * 6
 
 
 def test_aliases_lists_the_literature_signals(capsys: pytest.CaptureFixture[str]) -> None:
     data = records(capsys, "--aliases")
-    assert len(data) == 11
+    assert len(data) == 12
     names = {name for r in data for name in r["aliases"].split(",")}
-    assert names == set(ALIASES) and len(names) == 11
+    assert names == set(ALIASES) and len(names) == 12
     assert {r["id"] for r in data} == {a.spec.id for a in ALIASES.values()}
 
 
@@ -114,7 +116,7 @@ def test_table_ends_with_the_count_line(capsys: pytest.CaptureFixture[str]) -> N
     assert len(lines) == 1 + N_CELLS + 1
     assert lines[-1] == f"{N_CELLS} cells shown in {N_CLASSES} equivalence classes; {COUNT_LINE}"
     code, out, _ = run(capsys, "signals", "--input", "activation", "--reduction", "abs_sum")
-    assert out.rstrip().splitlines()[-1].startswith("48 cells shown in ")
+    assert out.rstrip().splitlines()[-1].startswith("63 cells shown in ")
 
 
 def test_explain_alias(capsys: pytest.CaptureFixture[str]) -> None:
@@ -204,3 +206,49 @@ def test_console_script_end_to_end() -> None:
 
     helped = _console("--help")
     assert helped.returncode == 0 and "signals" in helped.stdout and "explain" in helped.stdout
+
+
+# --------------------------------------------------------------------------------------
+# Discoverability: partial ids, and what models and datasets there are.
+
+
+@pytest.mark.parametrize(
+    ("text", "lacks"),
+    [
+        ("activation-taylor-abs_sum", "it lacks its scaling."),
+        ("activation-taylor", "it lacks its reduction and scaling."),
+        ("taylor-abs_sum-l2", "it lacks its input."),
+        ("weight-value-l1", "it lacks its scaling or its reduction."),
+    ],
+)
+def test_explain_a_partial_id_says_which_part_is_missing(
+    capsys: pytest.CaptureFixture[str], text: str, lacks: str
+) -> None:
+    code, out, err = run(capsys, "explain", text)
+    assert code == 2 and out == ""
+    assert f"signal {text!r} is a partial id: {lacks}" in err and "input-pointwise-reduction-scaling" in err
+
+
+def test_models_lists_the_registry_with_input_sizes(capsys: pytest.CaptureFixture[str]) -> None:
+    from study import models
+
+    code, out, _ = run(capsys, "models")
+    assert code == 0 and out.splitlines()[0].split()[:2] == ["model", "input"]
+    for name in models.names():
+        assert any(line.startswith(name + " ") for line in out.splitlines()), name
+    assert "any C, >= 16x16" in next(line for line in out.splitlines() if line.startswith("lenet5 "))
+    assert "tv:NAME" in out and "module.path:builder" in out and "tv:resnet18" not in out
+    code, out, _ = run(capsys, "models", "--tv")
+    assert code == 0 and "  tv:resnet18" in out
+
+
+def test_datasets_lists_shapes_and_the_other_forms(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, _ = run(capsys, "datasets", "--data-root", str(tmp_path))
+    assert code == 0
+    rows = {line.split()[0]: line for line in out.splitlines() if line.strip()}
+    assert "1x8x8" in rows["digits"] and "1037 / 400 / 360" in rows["digits"]
+    assert "1x32x32" in rows["digits32"]
+    assert f"files not found under {tmp_path}" in rows["mnist"]
+    assert "imagefolder:PATH" in out and "module.path:loader" in out

@@ -61,7 +61,7 @@ def test_a_pointwise_measure_joins_every_input_reduction_and_scaling():
         Pointwise, "toy_abs", "magnitude", "|x|", r"|x|", needs={"value"}, fn=lambda e: e.x.abs()
     ):
         assert (
-            len(all_cells()) == cells + 2 * 5 * 6 and len(distinct()) == classes + 55
+            len(all_cells()) == cells + 2 * 5 * 7 and len(distinct()) == classes + 65
         )  # rule 4b merges activation l0_active
         ident = "weight-toy_abs-sum-none"
         layers = _layers([ident, "l1_filter"])
@@ -72,7 +72,13 @@ def test_a_pointwise_measure_joins_every_input_reduction_and_scaling():
 
 def test_a_scaling_divides_every_base_score():
     with registered(
-        Scaling, "toy_half", "twice the score", "D = 2", "2", fn=lambda s, lay, i: s.new_full(s.shape, 2.0), pooling="unit"
+        Scaling,
+        "toy_half",
+        "twice the score",
+        "D = 2",
+        "2",
+        fn=lambda s, lay, i: s.new_full(s.shape, 2.0),
+        pooling="unit",
     ):
         layers = _layers(["activation-taylor-abs_sum-toy_half", "activation-taylor-abs_sum-none"])
         got = score(["activation-taylor-abs_sum-toy_half", "activation-taylor-abs_sum-none"], layers)

@@ -1,7 +1,10 @@
 """The ``prunetax`` command line: thin subcommands over library functions.
 
 Each subcommand module defines ``add(subparsers)``; heavy imports happen inside the
-command functions so ``prunetax --help`` is instant. A :class:`PrunetaxError` becomes a
+command functions so ``prunetax --help`` is instant. Option values are checked as they are
+read (:mod:`study.cli.types`; argparse's usage error, exit code 2); a command first
+validates what it was asked (its ``validate`` default, which writes nothing), then checks
+the environment (:mod:`study.preflight`), then runs. A :class:`PrunetaxError` becomes a
 one-line message on stderr and exit code 2.
 """
 
@@ -11,11 +14,11 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from study.cli import demo, report, run, signals, store, sweep, train
+from study.cli import catalog, demo, report, run, signals, store, sweep, train
 
 __all__ = ["main", "build_parser"]
 
-_COMMANDS = (demo, signals, train, run, sweep, store, report)
+_COMMANDS = (demo, signals, catalog, train, run, sweep, store, report)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -11,6 +11,7 @@ Rerunning skips everything already stored and only regenerates the report.
 from __future__ import annotations
 
 import argparse
+import os
 import time
 from pathlib import Path
 
@@ -20,7 +21,7 @@ SPEC = """\
 # The prunetax demo study (written by `prunetax demo`; rerun with `prunetax sweep {out}/demo.toml`).
 [sweep]
 name = "demo"
-store = "{out}/store"
+store = "store"                     # paths are relative to this file's folder
 cache_dir = "{cache}"
 models = ["tiny_cnn", "tiny_resnet"]
 datasets = ["digits"]
@@ -96,7 +97,7 @@ def spec_text(args: argparse.Namespace) -> str:
     rank = [s for s in args.signals if s != "oracle"] or ["random"]
     return SPEC.format(
         out=Path(args.out).as_posix(),
-        cache=Path(args.cache_dir).as_posix(),
+        cache=Path(os.path.relpath(Path(args.cache_dir).absolute(), Path(args.out).absolute())).as_posix(),
         seeds=list(range(args.seeds)),
         signals=toml_list(args.signals),
         device=args.device,
@@ -108,12 +109,13 @@ def spec_text(args: argparse.Namespace) -> str:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from study.sweep.plan import make_plan
+    from study.sweep.plan import check_environment, make_plan
     from study.sweep.spec import parse_spec
 
     out = Path(args.out)
     spec_path, text = out / "demo.toml", spec_text(args)
-    spec = parse_spec(text, str(spec_path))  # validate before writing anything
+    spec = parse_spec(text, str(spec_path), base=out)  # validate before writing anything
+    check_environment(spec, local=not args.address)
     out.mkdir(parents=True, exist_ok=True)
     spec_path.write_text(text)
     start = time.perf_counter()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from study.cli.types import COUNT, TEXT
+
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
@@ -16,16 +18,28 @@ def add(sub: argparse._SubParsersAction) -> None:
         "`sensitivity` at one unit per step when the store has it), the test-set noise and the "
         "report's path.",
     )
-    p.add_argument("store", metavar="STORE", help="the results store (folder holding trials/, steps/, ...)")
-    p.add_argument("--out", required=True, metavar="DIR", help="report folder (created; files overwritten)")
+    p.add_argument(
+        "store", metavar="STORE", type=TEXT, help="the results store (folder holding trials/, steps/, ...)"
+    )
+    p.add_argument(
+        "--out", required=True, type=TEXT, metavar="DIR", help="report folder (created; files overwritten)"
+    )
     p.add_argument(
         "--metric",
+        type=TEXT,
         default="sparsity_at_5",
         help="headline metric: sparsity_at_{1,2,5,10}, macs_sparsity_at_{d}, auc, retrain_steps_at_{d} "
         "(default sparsity_at_5: weight sparsity at a 5-point accuracy drop)",
     )
-    p.add_argument("--top", type=int, default=10, help="rows of the top tables (default 10)")
-    p.set_defaults(func=_report)
+    p.add_argument("--top", type=COUNT, default=10, help="rows of the top tables (default 10)")
+    p.set_defaults(func=_report, validate=validate_report)
+
+
+def validate_report(args: argparse.Namespace) -> None:
+    """The report folder can be written (an existing file there is an error); nothing is written."""
+    from study.preflight import check_folder
+
+    check_folder(args.out, "out")
 
 
 def print_report(result, metric: str) -> None:  # noqa: ANN001 - analysis.report.ReportResult
@@ -57,5 +71,6 @@ def print_report(result, metric: str) -> None:  # noqa: ANN001 - analysis.report
 def _report(args: argparse.Namespace) -> int:
     from analysis.report import build_report
 
+    validate_report(args)
     print_report(build_report(args.store, args.out, metric=args.metric, top=args.top), args.metric)
     return 0

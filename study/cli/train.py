@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from study.cli.types import COUNT, DEVICE, FRACTION, NONNEGATIVE, POSITIVE, TEXT, WHOLE
 from study.environment import DEFAULT_CACHE
 
 DEFAULT_CACHE_DIR = str(DEFAULT_CACHE)
@@ -20,19 +21,25 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--model",
+        type=TEXT,
         default="tiny_cnn",
-        help="registered model name or tv:<torchvision name> (default: tiny_cnn)",
+        help="model name, tv:NAME or module.path:builder (see `prunetax models`; default: tiny_cnn)",
     )
     p.add_argument(
-        "--dataset", default="digits", help="registered dataset name or imagefolder:PATH (default: digits)"
+        "--dataset",
+        type=TEXT,
+        default="digits",
+        help="dataset name, imagefolder:PATH or module.path:loader (`prunetax datasets`; default: digits)",
     )
-    p.add_argument("--seed", type=int, default=0, help="initialisation / batch-order seed (default: 0)")
-    p.add_argument("--split-seed", type=int, help="data split seed (default: the seed: each repeat its own split)")
-    p.add_argument("--epochs", type=int)
-    p.add_argument("--lr", type=float, help="initial learning rate")
-    p.add_argument("--batch-size", type=int)
-    p.add_argument("--weight-decay", type=float)
-    p.add_argument("--momentum", type=float)
+    p.add_argument("--seed", type=WHOLE, default=0, help="initialisation / batch-order seed (default: 0)")
+    p.add_argument(
+        "--split-seed", type=WHOLE, help="data split seed (default: the seed: each repeat its own split)"
+    )
+    p.add_argument("--epochs", type=WHOLE, help="training epochs (default: the model's)")
+    p.add_argument("--lr", type=POSITIVE, help="initial learning rate (default: the model's)")
+    p.add_argument("--batch-size", type=COUNT, help="mini-batch size (default: the model's)")
+    p.add_argument("--weight-decay", type=NONNEGATIVE, help="weight decay (default: the model's)")
+    p.add_argument("--momentum", type=FRACTION, help="SGD momentum (default: the model's)")
     p.add_argument("--schedule", choices=("cosine", "step"))
     p.add_argument(
         "--augment",
@@ -41,24 +48,29 @@ def add(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--data-root",
+        type=TEXT,
         metavar="DIR",
         help="dataset folder (default: $PRUNETAX_DATA or ~/.cache/prunetax/data)",
     )
     p.add_argument(
         "--cache-dir",
+        type=TEXT,
         metavar="DIR",
         default=DEFAULT_CACHE_DIR,
         help=f"checkpoint cache (default: {DEFAULT_CACHE_DIR})",
     )
-    p.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default: cpu)")
+    p.add_argument("--device", type=DEVICE, default="cpu", help="cpu, cuda, cuda:N or mps (default: cpu)")
     p.add_argument("--download", action="store_true", help="download missing dataset files (online only)")
     p.add_argument("--quiet", action="store_true", help="no per-epoch progress on stderr")
-    p.set_defaults(func=_train)
+    p.set_defaults(func=_train, validate=validate_train)
 
 
-def _train(args: argparse.Namespace) -> int:
-    from study.train import TrainConfig, checkpoint_path, load_or_train
+def validate_train(args: argparse.Namespace):  # noqa: ANN201 - a study.train.TrainConfig
+    """The training configuration, resolved (names, defaults, ranges): nothing is read or written."""
+    from study.cli.options import check_names
+    from study.train import TrainConfig, resolve
 
+    check_names(args.model, args.dataset)
     cfg = TrainConfig(
         model=args.model,
         dataset=args.dataset,
@@ -73,6 +85,18 @@ def _train(args: argparse.Namespace) -> int:
         augment=args.augment,
         data_root=args.data_root,
     )
+    resolve(cfg)
+    return cfg
+
+
+def _train(args: argparse.Namespace) -> int:
+    from study.environment import Environment
+    from study.preflight import Work, preflight
+    from study.train import checkpoint_path, load_or_train
+
+    cfg = validate_train(args)
+    env = Environment(args.cache_dir, args.data_root, args.device, args.download)
+    preflight(env, [Work(cfg.model, cfg.dataset, (cfg.seed,))])
     cached = checkpoint_path(cfg, args.cache_dir).exists()
     progress = None if args.quiet else (lambda line: print(line, file=sys.stderr, flush=True))
     ckpt, path = load_or_train(cfg, args.cache_dir, args.device, download=args.download, progress=progress)

@@ -9,15 +9,17 @@ seeds and protocol; up to ``signals_per_unit`` signals) that run in lockstep.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from study.groups import network_context
 from study.rankings import RankJob
 from study.store import Store
-from study.sweep.spec import SweepSpec
+from study.sweep.spec import Selection, SweepSpec
 from study.trial import TrialSpec
+from taxonomy.spec import parse
 
-__all__ = ["Plan", "expand", "rank_jobs", "make_plan"]
+__all__ = ["Plan", "expand", "rank_jobs", "make_plan", "check_environment", "signal_listing"]
 
 
 def _seed_pairs(spec: SweepSpec) -> list[tuple[int, int]]:
@@ -52,7 +54,11 @@ def rank_jobs(spec: SweepSpec) -> list[RankJob]:
     out = []
     for m in spec.models:
         ids = tuple(s.id for s in rq.signals.resolve(network_context(m)))
-        out += [RankJob(m, d, b, s, ids, rq.saliency) for d in spec.datasets for b, s in _seed_pairs(spec)]
+        out += [
+            RankJob(m, d, b, s, ids, rq.saliency, every=rq.every, stop_drop=rq.stop_drop)
+            for d in spec.datasets
+            for b, s in _seed_pairs(spec)
+        ]
     return out
 
 
@@ -73,9 +79,18 @@ class Plan:
         return not self.todo and not self.jobs_todo
 
     def describe(self) -> str:
-        """The dry-run text."""
+        """The dry-run text; one line when everything is stored (an idle rerun stays quiet)."""
+        head = f"sweep {self.spec.name!r} -> store {self.spec.store}"
+        if self.nothing_to_do:
+            jobs = f" and {len(self.jobs)} rank-quality jobs" if self.jobs else ""
+            failed = (
+                f" ({self.stored_failed} stored as failed: --retry-failed reruns them)"
+                if self.stored_failed
+                else ""
+            )
+            return f"{head}: all {len(self.trials)} trials{jobs} are stored{failed}"
         lines = [
-            f"sweep {self.spec.name!r} -> store {self.spec.store}",
+            head,
             f"  trials: {len(self.trials)} expanded, {self.stored_ok} stored ok, "
             f"{self.stored_failed} stored failed, {len(self.todo)} to run in {len(self.units)} work units",
         ]
@@ -87,13 +102,14 @@ class Plan:
                 f"  rank-quality jobs: {len(self.jobs)} expanded, {len(self.jobs_todo)} to run "
                 f"({len(self.jobs[0].signals)} signals + oracle each)"
             )
-        lines.append(
-            f"  base models needed: {len(self.base_models)} "
-            f"({', '.join(f'{m}/{d}/s{s}' for m, d, s in self.base_models)})"
-        )
+        if self.base_models:
+            lines.append(
+                f"  base models needed: {len(self.base_models)} "
+                f"({', '.join(f'{m}/{d}/s{s}' for m, d, s in self.base_models)})"
+            )
         r = self.spec.resources
         lines.append(
-            f"  resources per work unit: {r.cpus_per_trial} CPU, {r.gpus_per_trial} GPU; "
+            f"  resources per work unit: {r.cpus_per_trial:g} CPU, {r.gpus_per_trial:g} GPU; "
             f"device {self.spec.device}"
         )
         if self.stored_failed and not self.todo:
@@ -138,3 +154,59 @@ def make_plan(spec: SweepSpec, retry_failed: bool = False) -> Plan:
         _units(todo, spec.signals_per_unit),
         needed,
     )
+
+
+def check_environment(spec: SweepSpec, local: bool = True) -> None:
+    """Everything the sweep needs, checked before anything runs (:func:`study.preflight.preflight`):
+    errors name the spec key at fault and its line. ``local``: the work runs on this machine
+    (not on a cluster whose devices it cannot see)."""
+    from study.preflight import Work, preflight
+
+    def at(run: int) -> Callable[[str], str]:
+        return lambda key: spec.locate(key, run)
+
+    work = [
+        Work(m, d, spec.base_seeds, run.protocol.saliency, run.protocol, at(k))
+        for k, run in enumerate(spec.runs)
+        for m in run.models
+        for d in run.datasets
+    ]
+    rq = spec.rank_quality
+    if rq is not None:
+        where = lambda key: spec.locate(key, section="rank_quality")  # noqa: E731
+        work += [
+            Work(m, d, spec.base_seeds, rq.saliency, None, where) for m in spec.models for d in spec.datasets
+        ]
+    preflight(spec.env, work, where=spec.locate, folders={"store": spec.store}, local=local)
+
+
+def signal_listing(spec: SweepSpec) -> str:
+    """The signals each run (and the rank-quality job) expands to, per network: ``distinct`` and
+    the merging of equivalent signals depend on the network's coupling and the run's
+    aggregation (``--dry-run --list``)."""
+    lines = []
+    for k, run in enumerate(spec.runs, start=1):
+        lines.append(f"[[runs]] #{k}: {run.protocol.name} on {', '.join(run.datasets)}")
+        lines += _per_network(run.models, run.signals, run.protocol.aggregation)
+    if spec.rank_quality is not None:
+        lines.append(f"[rank_quality]: unit rankings vs the oracle on {', '.join(spec.datasets)}")
+        lines += _per_network(spec.models, spec.rank_quality.signals, "pooled")
+    return "\n".join(lines)
+
+
+def _per_network(models: tuple[str, ...], selection: Selection, aggregation: str) -> list[str]:
+    from taxonomy.aliases import aliases_of
+
+    lines, seen = [], {}
+    for model in models:
+        context = network_context(model, aggregation)
+        ids = tuple(s.id for s in selection.resolve(context))
+        if ids in seen:
+            lines.append(f"  {model}: the same {len(ids)} signals as {seen[ids]}")
+            continue
+        seen[ids] = model
+        lines.append(f"  {model} ({context.describe()}): {len(ids)} signals")
+        for i in ids:
+            names = aliases_of(parse(i))
+            lines.append(f"    {i}" + (f"  ({', '.join(names)})" if names else ""))
+    return lines

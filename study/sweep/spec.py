@@ -1,74 +1,35 @@
 """Sweep specs: a TOML file naming models, datasets, seeds, signals, protocols, resources
-and the store, validated completely before anything runs.
+and the store, validated completely before anything runs. docs/spec.md documents every key;
+examples/*.toml are complete specs.
 
-Example (every key but ``models`` and ``runs`` is optional)::
-
-    [sweep]
-    name = "demo"
-    store = "results/demo/store"          # paths are relative to the current folder
-    models = ["tiny_cnn", "tiny_resnet"]
-    datasets = ["digits"]
-    base_seeds = [0, 1, 2]                # one base model per seed (trained once, cached)
-    seeds = "base"                        # trial seed = base seed; or a list (cartesian)
-    signals = ["distinct", "random", "oracle"]   # distinct: per network (its coupling decides)
-    signals_per_unit = 64                 # trials batched (in lockstep) per Ray trial
-    random_draws = 5                      # independent draws of `random` per repeat
-
-    [resources]
-    cpus_per_trial = 1
-    gpus_per_trial = 0
-
-    [[runs]]                              # one table per protocol configuration
-    protocol = "sensitivity"
-    channels_per_step = 0.05
-
-    [[runs]]
-    protocol = "retrain"
-    signals = ["aliases", "paper_best", "random"]   # overrides [sweep].signals
-    retrain_steps = 20
-
-    [rank_quality]                        # optional: every signal's ranking vs the oracle
-    signals = ["distinct", "random"]
-
-Errors name the offending key and its line.
+Validation has two stages. The schema (:mod:`study.sweep.schema`, strict pydantic models
+of the four sections) checks types, ranges, enums, unknown and required keys; then each
+``[[runs]]`` table's protocol validates its own parameters (a parameter of another
+protocol is named as such), a run may only narrow the sweep's models and datasets, and a
+GPU device needs GPUs. Every error names the table, the key and its line. Paths (``store``,
+``cache_dir``, ``data_root``) are relative to the spec file's folder, so a sweep means the
+same thing from wherever it is started.
 """
 
 from __future__ import annotations
 
-import re
+import os
 import tomllib
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from pathlib import Path
 
+from pydantic import ValidationError
+
 from study.environment import DEFAULT_CACHE, Environment
-from study.protocols import PROTOCOLS, Protocol, make_protocol, parameters
+from study.protocols import Protocol, all_parameters, make_protocol, owners
 from study.saliency import PAPER_SALIENCY, SaliencyData
+from study.sweep.schema import Lines, RankSection, RunSection, SpecDocument, explain, unknown
 from study.sweep.signals import select_signals
 from taxonomy.equivalence import UNCOUPLED, Context
 from taxonomy.errors import PrunetaxError
 from taxonomy.spec import SignalSpec
 
-__all__ = ["Resources", "Run", "RankQuality", "SweepSpec", "load_spec", "parse_spec"]
-
-_SECTIONS = {"sweep", "resources", "runs", "rank_quality"}
-_SWEEP_KEYS = {
-    "name",
-    "store",
-    "models",
-    "datasets",
-    "base_seeds",
-    "seeds",
-    "signals",
-    "signals_per_unit",
-    "random_draws",
-    "cache_dir",
-    "data_root",
-    "device",
-    "download",
-}
-_PROTOCOL_KEYS = {p.name for cls in PROTOCOLS.values() for p in parameters(cls)}
-_RUN_KEYS = _PROTOCOL_KEYS | {"protocol", "signals", "models", "datasets"}
-_RANK_KEYS = {"signals"} | {p.name for p in parameters(SaliencyData)}
+__all__ = ["Resources", "Run", "RankQuality", "Selection", "SweepSpec", "Locator", "load_spec", "parse_spec"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +68,32 @@ class RankQuality:
 
     signals: Selection
     saliency: SaliencyData = field(default=PAPER_SALIENCY)
+    every: int = 0
+    stop_drop: float = 10.0
+
+
+@dataclass(frozen=True)
+class Locator:
+    """Where a key of a parsed spec was written: ``spec.toml: [[runs]] #2.eval_batch_size (line 19)``.
+
+    A run's key that the run does not set is located where it is inherited from (``[sweep]``)."""
+
+    source: str = "<spec>"
+    lines: Lines = field(default_factory=lambda: Lines(""))
+    run_keys: tuple[frozenset, ...] = ()
+
+    def __call__(self, name: str, run: int | None = None, section: str = "sweep") -> str:
+        if run is not None:
+            if run < len(self.run_keys) and name in self.run_keys[run]:
+                return f"{self.source}: {self.lines.where('runs', name, run)}"
+            if name not in _INHERITED:  # a protocol parameter left at its default
+                return f"{self.source}: {self.lines.where('runs', None, run)}"
+        if name in _INHERITED:
+            section = "sweep"
+        return f"{self.source}: {self.lines.where(section, name)}"
+
+
+_INHERITED = {"models", "datasets", "signals", "device", "store", "cache_dir", "data_root"}
 
 
 @dataclass(frozen=True)
@@ -127,6 +114,7 @@ class SweepSpec:
     device: str = "cpu"
     download: bool = False
     source: str = ""
+    locate: Locator = field(default_factory=Locator, compare=False, repr=False)
 
     @property
     def env(self) -> Environment:
@@ -134,187 +122,135 @@ class SweepSpec:
         return Environment(self.cache_dir, self.data_root, self.device, self.download).absolute()
 
 
-class _Lines:
-    """Finds the line of a key in the TOML text, for error messages."""
-
-    _HEADER = re.compile(r"^\s*\[(\[)?\s*([A-Za-z0-9_.\-\"]+)\s*\]?\]\s*(#.*)?$")
-    _KEY = re.compile(r"^\s*([A-Za-z0-9_\-\"]+)\s*=")
-
-    def __init__(self, text: str) -> None:
-        self.index: dict[tuple[str, int, str], int] = {}
-        self.headers: dict[tuple[str, int], int] = {}
-        table, count = "", {}
-        for n, line in enumerate(text.splitlines(), start=1):
-            if m := self._HEADER.match(line):
-                table = m.group(2).strip('"')
-                count[table] = count.get(table, -1) + 1
-                self.headers[(table, count[table])] = n
-            elif m := self._KEY.match(line):
-                self.index.setdefault((table, count.get(table, 0), m.group(1).strip('"')), n)
-
-    def where(self, table: str, key: str | None = None, item: int = 0) -> str:
-        n = self.index.get((table, item, key)) if key else None
-        n = n or self.headers.get((table, item))
-        return f" (line {n})" if n else ""
+def _fail(where: str, err: PrunetaxError) -> PrunetaxError:
+    return PrunetaxError(f"{where}: {err}", key=err.key)
 
 
-class _Reader:
-    def __init__(self, text: str, source: str) -> None:
-        self.lines = _Lines(text)
-        self.source = source
-
-    def error(self, msg: str, table: str, key: str | None = None, item: int = 0) -> PrunetaxError:
-        label = f"[{table}]" if table != "runs" else f"[[runs]] #{item + 1}"
-        where = f"{label}.{key}" if key else label
-        return PrunetaxError(f"{self.source}: {where}{self.lines.where(table, key, item)}: {msg}")
-
-    def check_keys(self, data: dict, allowed: set[str], table: str, item: int = 0) -> None:
-        for key in data:
-            if key not in allowed:
-                from taxonomy.errors import close_matches
-
-                close = close_matches(key, allowed)
-                hint = f" Did you mean {' or '.join(map(repr, close))}?" if close else ""
-                raise self.error(
-                    f"unknown key.{hint} Valid keys: {', '.join(sorted(allowed))}.", table, key, item
-                )
-
-    def strings(
-        self, data: dict, key: str, table: str, default: tuple[str, ...] | None = None, item: int = 0
-    ) -> tuple[str, ...]:
-        value = data.get(key, default)
-        if value is None:
-            raise self.error("is required.", table, key, item)
-        if isinstance(value, str):
-            value = [value]
-        if not isinstance(value, list | tuple) or not value or not all(isinstance(v, str) for v in value):
-            raise self.error(f"must be a non-empty list of strings; got {value!r}.", table, key, item)
-        return tuple(value)
-
-    def ints(self, data: dict, key: str, table: str, default: tuple[int, ...]) -> tuple[int, ...]:
-        value = data.get(key, list(default))
-        if isinstance(value, int):
-            value = [value]
-        if not isinstance(value, list) or not value or not all(isinstance(v, int) and v >= 0 for v in value):
-            raise self.error(f"must be a non-empty list of whole numbers >= 0; got {value!r}.", table, key)
-        if len(set(value)) != len(value):
-            raise self.error(f"lists a seed twice: {value!r}.", table, key)
-        return tuple(value)
-
-    def signals(self, data: dict, table: str, default: list | None, item: int = 0) -> Selection:
-        value = data.get("signals", default)
-        if value is None:
-            raise self.error('is required (e.g. signals = ["distinct", "random"]).', table, "signals", item)
-        if isinstance(value, str | dict):
-            value = [value]
-        try:
-            select_signals(value)  # every selector is valid (checked once, without a network)
-        except PrunetaxError as err:
-            raise self.error(str(err), table, "signals", item) from None
-        return Selection(tuple(value))
-
-
-def _run(
-    reader: _Reader, data: dict, item: int, sweep: dict, models: tuple[str, ...], datasets: tuple[str, ...]
-) -> Run:
-    reader.check_keys(data, _RUN_KEYS, "runs", item)
-    params = {k: v for k, v in data.items() if k in _PROTOCOL_KEYS}
+def _run(doc: SpecDocument, item: int, locate: Locator) -> Run:
+    data: RunSection = doc.runs[item]
+    params = dict(data.model_extra or {})
+    valid = [*RunSection.model_fields, *all_parameters()]
+    for name in params:
+        if name not in valid:
+            raise _fail(locate(name, item), PrunetaxError(unknown(name, valid)))
     try:
-        protocol = make_protocol(data.get("protocol", "sensitivity"), **params)
+        protocol = make_protocol(data.protocol, **params)
     except PrunetaxError as err:
-        raise reader.error(str(err), "runs", err.key or "protocol", item) from None
-    run_models = reader.strings(data, "models", "runs", models, item)
-    run_datasets = reader.strings(data, "datasets", "runs", datasets, item)
-    for key, chosen, allowed in (("models", run_models, models), ("datasets", run_datasets, datasets)):
-        extra = set(chosen) - set(allowed)
+        culprit = err.key if err.key in params else "protocol"
+        implicit = "protocol" not in data.model_fields_set and data.protocol not in owners(culprit)
+        note = (
+            PrunetaxError(f"{err} This run has no `protocol` key, so it is sensitivity.") if implicit else err
+        )
+        raise _fail(locate(culprit, item), note) from None
+    sweep = doc.sweep
+    chosen = {"models": data.models or sweep.models, "datasets": data.datasets or sweep.datasets}
+    for name, names in chosen.items():
+        extra = sorted(set(names) - set(getattr(sweep, name)))
         if extra:
-            raise reader.error(
-                f"names {sorted(extra)} not in [sweep].{key}; a run can only narrow the sweep.",
-                "runs",
-                key,
-                item,
-            )
-    signals = reader.signals(data, "runs", sweep.get("signals"), item)
-    return Run(protocol, signals, run_models, run_datasets)
-
-
-def _validate_names(reader: _Reader, models: tuple[str, ...], datasets: tuple[str, ...]) -> None:
-    from study import data
-    from study import models as registry
-
-    for key, names, check in (("models", models, registry.entry), ("datasets", datasets, data.entry)):
-        for name in names:
-            try:
-                check(name)
-            except PrunetaxError as err:
-                raise reader.error(str(err), "sweep", key) from None
-
-
-def parse_spec(text: str, source: str = "<spec>") -> SweepSpec:
-    """Parse and validate a sweep spec from TOML text."""
+            message = f"`{name}` names {extra}, which [sweep].{name} lacks; a run can only narrow the sweep."
+            raise _fail(locate(name, item), PrunetaxError(message))
+    signals = data.signals or sweep.signals
+    if signals is None:
+        message = '`signals` is required here or in [sweep] (e.g. signals = ["distinct", "random"]).'
+        raise _fail(f"{locate.source}: {locate.lines.where('runs', None, item)}", PrunetaxError(message))
+    selection = Selection(tuple(signals))
     try:
-        doc = tomllib.loads(text)
+        for signal in selection.resolve():  # e.g. a protocol that runs only `random`
+            protocol.check_signal(signal)
+    except PrunetaxError as err:
+        raise _fail(locate("signals", item), err) from None
+    return Run(protocol, selection, tuple(chosen["models"]), tuple(chosen["datasets"]))
+
+
+def _rank(doc: SpecDocument, locate: Locator) -> RankQuality | None:
+    rq: RankSection | None = doc.rank_quality
+    if rq is None:
+        return None
+    params = dict(rq.model_extra or {})
+    valid = [*RankSection.model_fields, *SaliencyData.__dataclass_fields__]
+    for name in params:
+        if name not in valid:
+            raise _fail(locate(name, section="rank_quality"), PrunetaxError(unknown(name, valid)))
+    try:
+        saliency = SaliencyData.make(**params)
+    except PrunetaxError as err:
+        raise _fail(locate(err.key or "signals", section="rank_quality"), err) from None
+    signals = rq.signals or doc.sweep.signals
+    if signals is None:
+        message = '`signals` is required here or in [sweep] (e.g. signals = ["distinct", "random"]).'
+        raise _fail(f"{locate.source}: {locate.lines.where('rank_quality')}", PrunetaxError(message))
+    return RankQuality(Selection(tuple(signals)), saliency, rq.every, rq.stop_drop)
+
+
+def _path(text: str, base: Path | None) -> Path:
+    path = Path(text).expanduser()
+    return path if base is None or path.is_absolute() else Path(os.path.normpath(base.absolute() / path))
+
+
+def _document(text: str, source: str) -> tuple[SpecDocument, Lines]:
+    try:
+        raw = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
-        raise PrunetaxError(f"{source}: not valid TOML: {err}.") from None
-    reader = _Reader(text, source)
-    for key in doc:
-        if key not in _SECTIONS:
-            raise reader.error(f"unknown section; valid: {', '.join(sorted(_SECTIONS))}.", key)
-    sweep = doc.get("sweep", {})
-    reader.check_keys(sweep, _SWEEP_KEYS, "sweep")
-    models = reader.strings(sweep, "models", "sweep")
-    datasets = reader.strings(sweep, "datasets", "sweep", ("digits",))
-    _validate_names(reader, models, datasets)
-    base_seeds = reader.ints(sweep, "base_seeds", "sweep", (0,))
-    seeds_value = sweep.get("seeds", "base")
-    seeds = None if seeds_value == "base" else reader.ints(sweep, "seeds", "sweep", (0,))
-    runs_data = doc.get("runs")
-    if not isinstance(runs_data, list) or not runs_data:
-        raise reader.error('at least one [[runs]] table is required (e.g. protocol = "sensitivity").', "runs")
-    runs = tuple(_run(reader, r, k, sweep, models, datasets) for k, r in enumerate(runs_data))
-    rank = None
-    if "rank_quality" in doc:
-        rq = doc["rank_quality"]
-        reader.check_keys(rq, _RANK_KEYS, "rank_quality")
-        try:
-            saliency = SaliencyData.make(**{k: v for k, v in rq.items() if k != "signals"})
-        except PrunetaxError as err:
-            raise reader.error(str(err), "rank_quality", err.key) from None
-        rank = RankQuality(reader.signals(rq, "rank_quality", sweep.get("signals")), saliency)
-    res = doc.get("resources", {})
-    reader.check_keys(res, {f.name for f in fields(Resources)}, "resources")
-    resources = Resources(**res)
-    if resources.cpus_per_trial <= 0 or resources.gpus_per_trial < 0:
-        raise reader.error("cpus_per_trial must be > 0 and gpus_per_trial >= 0.", "resources")
-    per_unit = sweep.get("signals_per_unit", 64)
-    if not isinstance(per_unit, int) or isinstance(per_unit, bool) or per_unit < 1:
-        raise reader.error(f"must be a whole number >= 1; got {per_unit!r}.", "sweep", "signals_per_unit")
-    draws = sweep.get("random_draws", 5)
-    if not isinstance(draws, int) or isinstance(draws, bool) or draws < 1:
-        raise reader.error(f"must be a whole number >= 1; got {draws!r}.", "sweep", "random_draws")
+        raise PrunetaxError(f"{source}: not valid TOML: {err}; fix the line it names.") from None
+    lines = Lines(text)
+    try:
+        return SpecDocument.model_validate(raw), lines
+    except ValidationError as err:
+        raise explain(err, raw, lines, source) from None
+
+
+def parse_spec(text: str, source: str = "<spec>", base: str | Path | None = None) -> SweepSpec:
+    """Parse and validate a sweep spec from TOML text; relative paths are taken from ``base``
+    (the spec file's folder; None: the current folder)."""
+    doc, lines = _document(text, source)
+    keys = tuple(frozenset(r.model_fields_set | set(r.model_extra or {})) for r in doc.runs)
+    locate = Locator(source, lines, keys)
+    runs = tuple(_run(doc, k, locate) for k in range(len(doc.runs)))
+    rank = _rank(doc, locate)
+    s, res = doc.sweep, doc.resources
+    if s.device.startswith("cuda") != (res.gpus_per_trial > 0):
+        message = (
+            f"`device` is {s.device!r} but [resources].gpus_per_trial is {res.gpus_per_trial}; a CUDA device "
+            'needs gpus_per_trial > 0 (e.g. 0.5), and GPUs are only used with device = "cuda".'
+        )
+        raise PrunetaxError(f"{locate('device')}: {message}", key="device")
+    root = None if base is None else Path(base)
     return SweepSpec(
-        name=str(sweep.get("name", "sweep")),
-        store=Path(sweep.get("store", "results/store")),
-        models=models,
-        datasets=datasets,
-        base_seeds=base_seeds,
-        seeds=seeds,
+        name=s.name,
+        store=_path(s.store, root),
+        models=tuple(s.models),
+        datasets=tuple(s.datasets),
+        base_seeds=tuple(s.base_seeds),
+        seeds=None if s.seeds == "base" else tuple(s.seeds),
         runs=runs,
         rank_quality=rank,
-        resources=resources,
-        signals_per_unit=per_unit,
-        random_draws=draws,
-        cache_dir=Path(sweep.get("cache_dir", DEFAULT_CACHE)),
-        data_root=sweep.get("data_root"),
-        device=str(sweep.get("device", "cpu")),
-        download=bool(sweep.get("download", False)),
+        resources=Resources(res.cpus_per_trial, res.gpus_per_trial, res.max_concurrent),
+        signals_per_unit=s.signals_per_unit,
+        random_draws=s.random_draws,
+        cache_dir=_path(s.cache_dir, root),
+        data_root=None if s.data_root is None else str(_path(s.data_root, root)),
+        device=s.device,
+        download=s.download,
         source=source,
+        locate=locate,
     )
 
 
 def load_spec(path: str | Path) -> SweepSpec:
-    """Read and validate the sweep spec at ``path``."""
+    """Read and validate the sweep spec at ``path`` (UTF-8 TOML; paths relative to its folder)."""
     path = Path(path)
     if not path.is_file():
-        raise PrunetaxError(f"no sweep spec at {path}; write one (see `prunetax sweep --help`).")
-    return parse_spec(path.read_text(), str(path))
+        what = "a folder" if path.is_dir() else "nothing"
+        raise PrunetaxError(f"no sweep spec at {path} ({what} there); pass a .toml file (see docs/spec.md).")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise PrunetaxError(f"cannot read the sweep spec {path}: {err.strerror or err}.") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise PrunetaxError(
+            f"{path}: the spec must be UTF-8 text; byte {data[err.start]:#04x} at offset {err.start} is not. "
+            "Save it as UTF-8."
+        ) from None
+    return parse_spec(text, str(path), base=path.parent)

@@ -5,8 +5,9 @@ Plain functions of JSON-ready payloads, so they can be called without Ray in tes
 
 from __future__ import annotations
 
+import sys
 import time
-from dataclasses import asdict
+from datetime import UTC, datetime
 
 from study.store import Store
 from study.sweep.plan import Plan
@@ -22,7 +23,7 @@ def unit_payloads(plan: Plan, skip_bases: set = frozenset()) -> list[dict]:
         if (unit[0].model, unit[0].dataset, unit[0].base_seed) not in skip_bases
     ]
     out += [
-        {"kind": "rank", "job": asdict(j)}
+        {"kind": "rank", "job": j.as_dict()}
         for j in plan.jobs_todo
         if (j.model, j.dataset, j.base_seed) not in skip_bases
     ]
@@ -36,66 +37,102 @@ def _threads(ctx: dict) -> None:
 
 
 def run_unit(unit: dict, ctx: dict) -> dict:
-    """Run one payload; returns counts (``ok``, ``failed``, ``jobs``, ``compute_s``)."""
+    """Run one payload on the device Ray assigned to this worker (:mod:`study.sweep.devices`),
+    batched as ``$PRUNETAX_TRAJECTORIES_PER_PASS`` says (:mod:`study.batched`); returns counts
+    (``ok``, ``failed``, ``jobs``, ``compute_s``)."""
+    from study.batched import Batching, using
+    from study.sweep.devices import pin
+
+    ctx, placed = pin(ctx)
+    with using(Batching.from_env(placed.share)):
+        return _run_payload(unit, ctx)
+
+
+def _run_payload(unit: dict, ctx: dict) -> dict:
     _threads(ctx)
     store = Store(ctx["store"])
     start = time.perf_counter()
     if unit["kind"] == "rank":
         return {**_run_rank(unit["job"], ctx, store), "compute_s": time.perf_counter() - start}
-    from study.trial import TrialSpec, run_trials
+    from study.execute import execute
+    from study.trial import TrialSpec
 
     specs = [TrialSpec.from_dict(d) for d in unit["trials"]]
-    if ctx["retry_failed"]:
-        failed = store.done(("failed",))
-        specs = [s for s in specs if s.run_key in failed]
-    else:
-        specs = [s for s in specs if not store.has("trials", s.run_key)]
     counts = {"ok": 0, "failed": 0, "jobs": 0}
+    guarded = _GuardedStore(store)
 
-    def write(record) -> None:  # noqa: ANN001
-        store.write_trial(record.trial, record.steps)
-        counts["ok" if record.ok else "failed"] += 1
+    def count(record) -> None:  # noqa: ANN001
+        counts["ok" if record.ok and record.spec.run_key not in guarded.errors else "failed"] += 1
 
-    run_trials(
-        specs,
-        cache_dir=ctx["cache_dir"],
-        data_root=ctx["data_root"],
-        device=ctx["device"],
-        download=ctx["download"],
-        on_record=write,
-    )
-    return {**counts, "compute_s": time.perf_counter() - start}
+    skip = ("ok",) if ctx["retry_failed"] else ("ok", "failed")
+    execute(specs, guarded, _env(ctx), skip=skip, on_record=count)
+    errors = {"error": "; ".join(f"{k}: {e}" for k, e in guarded.errors.items())} if guarded.errors else {}
+    return {**counts, **errors, "compute_s": time.perf_counter() - start}
+
+
+def _node() -> str | None:
+    """The Ray node this process runs on (None outside Ray)."""
+    ray = sys.modules.get("ray")
+    if ray is None or not ray.is_initialized():
+        return None
+    return ray.get_runtime_context().get_node_id()
+
+
+class _GuardedStore:
+    """The store as a work unit writes to it: every trial row names the Ray node, and a write
+    that fails (a full disk, an I/O error) becomes a ``failed`` row naming the cause, or,
+    when even that cannot be written, an error text in the unit's result for the driver."""
+
+    def __init__(self, store: Store) -> None:
+        self.store, self.node, self.errors = store, _node(), {}
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.store, name)
+
+    def write_trial(self, trial: dict, steps: list[dict]) -> None:
+        from study.store.consistency import IDENTITY
+
+        key, trial = str(trial["run_key"]), {**trial, "node": self.node}
+        try:
+            self.store.write_trial(trial, steps)
+            return
+        except Exception as err:  # noqa: BLE001 - any write failure fails the trial, with its cause
+            text = f"could not store the trial: {type(err).__name__}: {err}"
+        self.errors[key] = text
+        row = {k: trial.get(k) for k in IDENTITY} | {"status": "failed", "error": text}
+        try:
+            self.store.write("trials", key, [row | {"finished_at": datetime.now(UTC)}])
+        except Exception as err:  # noqa: BLE001 - reported to the driver instead
+            self.errors[key] = f"{text}; its failed record could not be stored either: {err}"
+
+
+def _env(ctx: dict):  # noqa: ANN202 - a study.environment.Environment
+    from study.environment import Environment
+
+    return Environment.from_dict(ctx["env"])
 
 
 def _run_rank(job: dict, ctx: dict, store: Store) -> dict:
-    from study.rankings import RankJob, run_rank_job
+    from study.rankings import RankJob, execute_rank_job
 
-    rank = RankJob(**{**job, "signals": tuple(job["signals"])})
-    if store.has("oracle", rank.run_key):
-        return {"ok": 0, "failed": 0, "jobs": 0}
-    scores, oracle = run_rank_job(
-        rank,
-        cache_dir=ctx["cache_dir"],
-        data_root=ctx["data_root"],
-        device=ctx["device"],
-        download=ctx["download"],
-    )
-    store.write("scores", rank.run_key, scores)
-    store.write("oracle", rank.run_key, oracle)  # last: marks the job done
-    return {"ok": 0, "failed": 0, "jobs": 1}
+    ran = execute_rank_job(RankJob.from_dict(job), store, _env(ctx))
+    return {"ok": 0, "failed": 0, "jobs": int(ran)}
 
 
 def train_base(key: tuple[str, str, int], ctx: dict) -> str | None:
     """Train and cache one base model; returns an error text or None."""
+    from study.sweep.devices import pin
+
     _threads(ctx)
     from study.train import TrainConfig, load_or_train
 
     try:
+        env = _env(pin(ctx)[0])  # the GPU Ray assigned to this task
         load_or_train(
-            TrainConfig(key[0], key[1], key[2], data_root=ctx["data_root"]),
-            ctx["cache_dir"],
-            ctx["device"],
-            download=ctx["download"],
+            TrainConfig(key[0], key[1], key[2], data_root=env.data_root),
+            env.cache_dir,
+            env.device,
+            download=env.download,
         )
     except Exception as err:  # reported to the driver, which fails the dependent trials
         return f"{type(err).__name__}: {err}"
@@ -109,10 +146,11 @@ def record_failures(unit: dict, ctx: dict, error: str) -> int:
     from study.trial import TrialSpec, failed_record
 
     store, n = Store(ctx["store"]), 0
-    for data in unit["trials"]:
-        spec = TrialSpec.from_dict(data)
-        if not store.has("trials", spec.run_key):
-            store.write_trial(failed_record(spec, error, device=ctx["device"]).trial, [])
+    specs = [TrialSpec.from_dict(data) for data in unit["trials"]]
+    stored = store.status([s.run_key for s in specs])
+    for spec in specs:
+        if stored.get(spec.run_key) not in ("ok", "failed"):  # never stored, or invalidated
+            store.write_trial(failed_record(spec, error, device=ctx["env"]["device"]).trial, [])
             n += 1
     return n
 
@@ -126,4 +164,4 @@ def fail_trials(plan: Plan, failures: dict, ctx: dict) -> None:
         key = (spec.model, spec.dataset, spec.base_seed)
         if key in failures:
             error = f"base model failed to train: {failures[key]}"
-            store.write_trial(failed_record(spec, error, device=ctx["device"]).trial, [])
+            store.write_trial(failed_record(spec, error, device=ctx["env"]["device"]).trial, [])
