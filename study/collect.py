@@ -87,6 +87,7 @@ class Collector:
     def _assemble(self, found: dict[tuple[Input, str], list[Tensor]], needs: Needs) -> list[LayerStats]:
         counts = self.masked.layer_counts()
         removed = self.masked.weights_removed().float()
+        macs = self.masked.macs_removed().float()
         active = self.masked.active
         has_activation = bool(needs.names(Input.ACTIVATION))
         out = []
@@ -106,6 +107,7 @@ class Collector:
                     activation,
                     removed[layer.unit].to(weight.value.dtype),
                     active[layer.unit],
+                    macs[layer.unit].to(weight.value.dtype),
                 )
             )
         return out

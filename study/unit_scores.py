@@ -23,6 +23,7 @@ from study.collect import Collector
 from study.groups import ChannelGroups
 from study.masks import MaskedModel
 from study.oracle import oracle_scores, unit_slices
+from study.voting import voting_scores
 from taxonomy.bank import UnitMap, score
 from taxonomy.errors import PrunetaxError
 from taxonomy.registry import Registry
@@ -114,8 +115,18 @@ def _random(ctx: ScoringContext) -> Tensor:
     return torch.rand(ctx.ws.masked.groups.n_units, generator=ctx.rng, dtype=torch.float64)
 
 
+def _oracle(ctx: ScoringContext) -> Tensor:
+    """Unit by unit, or one gate row per unit in stacked forwards where work is batched (a GPU)."""
+    from study.batched.oracle import batched_here, batched_oracle
+
+    if batched_here(ctx.ws.masked.model):
+        return batched_oracle(ctx.ws.masked, ctx.batches)
+    return oracle_scores(ctx.ws.masked, ctx.batches, ctx.ws.slices)
+
+
 register_reference("random", _random)
-register_reference("oracle", lambda ctx: oracle_scores(ctx.ws.masked, ctx.batches, ctx.ws.slices))
+register_reference("oracle", _oracle)
+register_reference("activation_voting", voting_scores)  # Anwar et al. 2017, study/voting.py
 
 
 def reduce_to_units(channel_scores: Tensor, groups: ChannelGroups, how: str) -> Tensor:
@@ -150,10 +161,14 @@ def unit_scores(
     aggregation: str = "pooled",
     rngs: Sequence[torch.Generator | None] | None = None,
     timing: dict | None = None,
+    *,
+    collect: Callable[[Needs], list] | None = None,
 ) -> tuple[Tensor, dict[int, Exception]]:
     """``[S, U]`` scores of ``signals`` for the live network (lower = prune first), and the
     errors of the signals that could not be scored (their rows are NaN): taxonomy signals
-    share one statistics pass and fail together; each reference fails alone."""
+    share one statistics pass and fail together; each reference fails alone. ``collect(needs)``
+    replaces the workspace's statistics pass (the batched engine hands each branch its share
+    of a stacked pass, :mod:`study.batched`)."""
     timing = {} if timing is None else timing
     out = torch.full((len(signals), ws.masked.groups.n_units), math.nan, dtype=torch.float64)
     errors: dict[int, Exception] = {}
@@ -162,7 +177,8 @@ def unit_scores(
         t0 = time.perf_counter()
         try:
             specs = [signals[k] for k in taxonomy]
-            stats = ws.collector.collect(batches, Needs.of(specs))
+            needs = Needs.of(specs)
+            stats = ws.collector.collect(batches, needs) if collect is None else collect(needs)
             t1 = time.perf_counter()
             out[taxonomy] = _taxonomy_scores(specs, stats, ws.masked.groups, aggregation)
             _add_time(timing, "stats", t1 - t0)

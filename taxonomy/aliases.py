@@ -1,4 +1,5 @@
-"""Literature signals addressable by name (SPEC §2.5 table), with their sources."""
+"""Literature signals addressable by name (SPEC §2.5 table), with their sources, and the literature
+methods that are not one signal (a protocol, an option, an analysis) with how prunetax runs them."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from taxonomy.components import Reduction as R
 from taxonomy.components import Scaling as S
 from taxonomy.spec import SignalSpec
 
-__all__ = ["Alias", "ALIASES", "aliases_of"]
+__all__ = ["Alias", "ALIASES", "aliases_of", "Method", "METHODS"]
 
 
 @dataclass(frozen=True)
@@ -73,9 +74,77 @@ ALIASES: dict[str, Alias] = dict(
             R.ABS_SUM,
             S.WEIGHTS_REMOVED,
         ),
+        _alias(
+            "variance",
+            "Polyak & Wolf 2015 / Evci et al. 2018, activation variance over the inputs "
+            "(low = a constant unit)",
+            I.ACTIVATION,
+            P.CENTERED,
+            R.L2,
+            S.L0,
+        ),
     ]
 )
 """Alias name -> :class:`Alias`; ``apoz`` the alias shadows nothing (ids have 4 parts)."""
+
+
+@dataclass(frozen=True)
+class Method:
+    """A literature method that is not one cell of the signal space: how prunetax runs it."""
+
+    name: str
+    citation: str
+    how: str
+
+
+METHODS: dict[str, Method] = {
+    m.name: m
+    for m in (
+        Method(
+            "fisher_cost",
+            "Theis et al. 2018, Fisher pruning with a computational cost",
+            "protocol `fisher_cost` with signal `fisher`: prune argmin fisher - beta * dMACs / MACs_0, "
+            "dMACs >= 0 the MACs the unit's removal saves (recomputed each step), MACs_0 the unpruned "
+            "network's: a unit that saves more computation goes sooner (`beta` a protocol parameter)",
+        ),
+        Method(
+            "flops_scaled",
+            "Molchanov et al. 2017, FLOP-aware criteria",
+            "scaling `macs_removed`: any signal divided by the multiply-adds its unit removes",
+        ),
+        Method(
+            "mean_replacement",
+            "Evci et al. 2018, mean replacement",
+            "protocol option `mean_replacement = true`: a removed channel's mean contribution is "
+            "folded into each consumer's bias (or the following BN's running mean)",
+        ),
+        Method(
+            "dead_units",
+            "Evci et al. 2018, dead and constant units",
+            "rank-quality jobs write the `activity` table: per channel, the share of eval inputs on "
+            "which it is 0 and its activation variance; the report counts them per layer",
+        ),
+        Method(
+            "best_of_n",
+            "Anwar et al. 2017, best of N random masks",
+            "protocol `best_of_n` with signal `random`: at each target, N random masks (`n_masks`) are "
+            "evaluated on the eval batches and the lowest eval loss is kept (one-shot)",
+        ),
+        Method(
+            "activation_voting",
+            "Anwar et al. 2017, activation-sum voting",
+            "reference signal `activation_voting` (any protocol): each eval image votes for the 10 % of "
+            "units with the lowest activation sum in each group of coupled layers; most votes go first",
+        ),
+        Method(
+            "myopic",
+            "Persand et al. 2020, myopic oracle",
+            "protocol `myopic` with any signal: the k lowest units of the signal (and of `candidates_from`) "
+            "are measured like the oracle and the smallest loss change is pruned",
+        ),
+    )
+}
+"""Methods beyond the signal grammar (protocols, options, analyses), by name, with sources."""
 
 
 def aliases_of(spec: SignalSpec) -> list[str]:

@@ -131,13 +131,26 @@ class UnitMap:
 class Layout:
     """Where each layer's channels sit in the concatenated channel axis."""
 
-    def __init__(self, layers: Sequence[LayerStats]) -> None:
+    def __init__(self, layers: Sequence[LayerStats], device: torch.device | None = None) -> None:
+        """``device``: where the scores are (counts collected on the CPU are moved there)."""
         sizes = [layer.channels for layer in layers]
-        self.layer_id = torch.repeat_interleave(torch.arange(len(layers)), torch.tensor(sizes))
+        self.device = device
+        self.layer_id = torch.repeat_interleave(torch.arange(len(layers)), torch.tensor(sizes)).to(device)
         self.n_layers = len(layers)
-        self.active = torch.cat([layer.active for layer in layers])
-        self.weights_removed = torch.cat([layer.weights_removed for layer in layers])
+        self.active = torch.cat([layer.active for layer in layers]).to(device)
+        self.weights_removed = torch.cat([layer.weights_removed for layer in layers]).to(device)
         self.layers = layers
+
+    @cached_property
+    def macs_removed(self) -> Tensor:
+        """``[C]`` MACs removed transitively per channel's unit (read only by ``macs_removed`` cells)."""
+        missing = [layer.name for layer in self.layers if layer.macs_removed is None]
+        if missing:
+            raise PrunetaxError(
+                f"layer {missing[0]} carries no `macs_removed`: collect the statistics with "
+                "study.collect.Collector, or pass `macs_removed=` to LayerStats."
+            )
+        return torch.cat([layer.macs_removed for layer in self.layers]).to(self.device)
 
     def per_layer_sum(self, x: Tensor) -> Tensor:
         """Sum ``x [K, C]`` over active channels of each layer, broadcast back to ``[K, C]``."""
@@ -146,7 +159,7 @@ class Layout:
         return sums[:, self.layer_id]
 
     def counts(self, input_: Input, attr: str) -> Tensor:
-        return torch.cat([getattr(layer.stats_for(input_), attr) for layer in self.layers])
+        return torch.cat([getattr(layer.stats_for(input_), attr) for layer in self.layers]).to(self.device)
 
 
 def layer_offsets(layers: Sequence[LayerStats]) -> dict[str, slice]:
@@ -211,7 +224,7 @@ def score(
     the scaling says (:attr:`taxonomy.components.Scaling.pooling`): element counts
     (``l0``, ``l0_active``) and layer norms (``l1``, ``l2``: each member's own layer's
     norm, over that layer's channel scores) add over the members, while unit-level
-    quantities (``none``, ``weights_removed``) are the unit's own.
+    quantities (``none``, ``weights_removed``, ``macs_removed``) are the unit's own.
 
     Raises
     ------
@@ -235,7 +248,7 @@ def score(
     sums = _sums(keys, layers)
     base = _reduce(keys, sums)
     pooled = None if units is None else _reduce(keys, {pair: z.pool(units) for pair, z in sums.items()})
-    layout = Layout(layers)
+    layout = Layout(layers, base.device)
     row_of = {key: k for k, key in enumerate(keys)}
     out = base.new_empty(len(specs), base.shape[1] if units is None else units.n_units)
     groups: dict[tuple, list[int]] = {}

@@ -100,7 +100,7 @@ def describe(spec: SignalSpec, context: Context = UNCOUPLED) -> Cell:
 
 
 def catalogue(context: Context = UNCOUPLED) -> tuple[Cell, ...]:
-    """Every cell of the space (480 built in), in component order, classes of ``context``."""
+    """Every cell of the space (630 built in), in component order, classes of ``context``."""
     return _catalogue(space_version(), context)
 
 

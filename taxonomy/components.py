@@ -114,6 +114,14 @@ Pointwise.APOZ = _measure(
     {"value"},
     lambda e: (e.x > 0).to(e.x.dtype),
 )
+Pointwise.CENTERED = _measure(
+    "centered",
+    "deviation from the element's mean over the eval examples (Evci 2018: l2 = activation variance)",
+    "x - E_n[x]",
+    r"x - \mathbb{E}_n[x]",
+    {"value"},
+    lambda e: e.x - e.x.double().mean(0, keepdim=True).to(e.x.dtype),  # a constant element gives 0
+)
 
 
 class Reduction(Option):
@@ -223,6 +231,14 @@ Scaling.WEIGHTS_REMOVED = Scaling.builtin(
     fn=lambda s, lay, i: _nonzero(lay.weights_removed.to(s.dtype)).expand_as(s),
     pooling="unit",
 )
+Scaling.MACS_REMOVED = Scaling.builtin(
+    "macs_removed",
+    "multiply-adds removed transitively if the channel goes (Molchanov 2017, Theis 2018)",
+    "D = MACs of own filter + consumer slices + coupled filters",
+    r"\Delta \mathrm{MAC}_i",
+    fn=lambda s, lay, i: _nonzero(lay.macs_removed.to(s.dtype)).expand_as(s),
+    pooling="unit",
+)
 
 
 class Reference(Option):
@@ -243,6 +259,13 @@ Reference.ORACLE = Reference.builtin(
     "measured loss change when the channel (group) is removed",
     "S_i = L(without i) - L",
     r"\mathcal{L}(\theta_{-i}) - \mathcal{L}(\theta)",
+)
+Reference.ACTIVATION_VOTING = Reference.builtin(
+    "activation_voting",
+    "activation-sum voting (Anwar et al. 2017): each eval image votes, within each group of coupled "
+    "layers, for the 10 % of active units with the lowest activation sum; most votes pruned first",
+    "S_u = -(votes_u / N)",
+    r"-\tfrac{1}{N}\sum_n \mathbb{1}[u \in \mathrm{lowest}_k(n)]",
 )
 
 

@@ -21,17 +21,28 @@ Unconditional rules
    increasing function, so the ranking is the same. Likewise ``sqr_sum``-``l1`` =
    (``abs_sum``-``l2``)^2 (value) or (``sum``-``l2``)^2 (apoz): with u >= 0,
    u_i^2 / sum_j u_j^2 = (u_i / sqrt(sum_j u_j^2))^2, the norms over the same active channels.
+4d. Weight ``centered`` = x - E_n[x] is identically 0: weights are one data-free example, so
+   the mean over examples is the element itself. Every weight-``centered`` cell scores 0 on
+   every channel, whatever the reduction and scaling (0 / D = 0; D = 0 reads as 1), so all
+   rank alike (every unit ties; the tie permutation decides): one class.
+4e. ``centered`` has mean 0 over the examples, so its ``sum`` reduction is 0 for any input:
+   mean_n sum_e (x_ne - E_n[x_e]) = sum_e (E_n[x_e] - E_n[x_e]) = 0, under every scaling.
+   These cells join the class of 4d. Computed directly, an activation-``centered``-``sum``
+   cell gives the rounding noise of that 0 (which would rank units at random): its class
+   representative (``weight-centered-sum-none``) gives the exact 0.
 
 Rules hold per channel; a pruning decision ranks *units*. A rule may merge cells only where
 it holds at the unit level, so the classes depend on a :class:`Context`: whether the
 network has coupled units (residual adds, concatenations, grouped convs) and how a unit's
 score is formed from its members' (``aggregation``). Rules 1, 2, 4a and 4b relate cells by
 a positive factor or an equality per channel and per example, which survives every
-aggregation. Rule 4c is a monotone map, not a factor: with coupled units it holds under
-``max`` aggregation (the max of squares is the square of the max), for the unscaled pair
-under ``pooled`` (the square of the unit's own sum), and not otherwise (a sum of squares
-is not the square of a sum; the pooled ``l1`` denominator, a sum of member layer norms, is
-not the square of the ``l2`` one's). There the 4c cells are classes of their own.
+aggregation; so do 4d and 4e (a unit of zero-score channels scores 0 under every
+aggregation, its pooled per-example sums included). Rule 4c is a monotone map, not a
+factor: with coupled units it holds under ``max`` aggregation (the max of squares is the
+square of the max), for the unscaled pair under ``pooled`` (the square of the unit's own
+sum), and not otherwise (a sum of squares is not the square of a sum; the pooled ``l1``
+denominator, a sum of member layer norms, is not the square of the ``l2`` one's). There
+the 4c cells are classes of their own.
 
 Conditional rules (reported by :func:`conditional_equivalents`)
 ---------------------------------------------------------------
@@ -67,10 +78,16 @@ __all__ = [
     "rule_of",
     "conditional_equivalents",
     "MONOTONE_RULES",
+    "ZERO_RULES",
 ]
 
 MONOTONE_RULES = frozenset({"4c"})
 """Rules whose members are related by a strictly increasing map, not a positive factor."""
+
+ZERO_RULES = frozenset({"4d", "4e"})
+"""Rules whose members score 0 on every channel (the class of ``weight-centered-sum-none``)."""
+
+_ZERO = SignalSpec(I.WEIGHT, P.CENTERED, R.SUM, S.NONE)
 
 AGGREGATIONS = ("pooled", "sum", "mean", "max")
 """How a coupled unit's score is formed: ``pooled`` (the unit as one channel of the union
@@ -110,6 +127,8 @@ UNCOUPLED = Context()
 def _rule_step(spec: SignalSpec, context: Context = UNCOUPLED) -> tuple[str, SignalSpec] | None:
     """One unconditional rewrite of ``spec`` towards its representative, or None."""
     i, p, r, s = spec.components
+    if p is P.CENTERED and spec != _ZERO and (i is I.WEIGHT or r is R.SUM):
+        return ("4d" if i is I.WEIGHT else "4e"), _ZERO
     if i is I.ACTIVATION and s is S.L0_ACTIVE:
         return "4b", spec.replace(scaling=S.L0)
     if p is P.HESSIAN_GN and r in (R.SUM, R.L1, R.ABS_SUM):

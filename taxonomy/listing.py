@@ -7,19 +7,20 @@ import io
 import json
 from collections.abc import Iterable, Mapping
 
-from taxonomy.aliases import ALIASES
+from taxonomy.aliases import ALIASES, METHODS
 from taxonomy.catalogue import Cell, catalogue, describe
-from taxonomy.components import AXES
+from taxonomy.components import AXES, Reference
 from taxonomy.equivalence import UNCOUPLED, Context, distinct, members
 from taxonomy.errors import invalid
 from taxonomy.spec import SignalSpec
 
-__all__ = ["filter_cells", "render", "summary_line", "explain", "UNIT_SCORE"]
+__all__ = ["filter_cells", "render", "summary_line", "explain", "methods_text", "UNIT_SCORE"]
 
 UNIT_SCORE = {
     "pooled": "a coupled unit (channels pruned together) is scored as one channel whose element set "
     "is the union of its members' elements: per-example sums add over the members before "
-    "abs_sum/sqr_sum; l0/l0_active count the unit's elements, weights_removed its weights; "
+    "abs_sum/sqr_sum; l0/l0_active count the unit's elements, weights_removed and macs_removed "
+    "its weights and multiply-adds; "
     "l1/l2 divide by the sum of its member layers' norms",
     "sum": "a coupled unit's score is the sum of its member channels' scaled scores",
     "mean": "a coupled unit's score is the mean of its member channels' scaled scores",
@@ -125,3 +126,16 @@ def explain(spec: SignalSpec, context: Context = UNCOUPLED) -> str:
     for cond in cell.conditional:
         lines.append(f"  equals     {cond.other.id} (rule {cond.rule}) at {cond.condition}")
     return "\n".join(lines)
+
+
+def methods_text() -> str:
+    """The references outside the taxonomy and the literature methods that are not one cell
+    (protocols, options, analyses), with their papers: what ``prunetax signals --aliases`` adds."""
+    refs = [(r.id, r.meaning) for r in Reference]
+    methods = [(m.name, f"{m.citation}: {m.how}") for m in METHODS.values()]
+    width = max(len(name) for name, _ in refs + methods)
+    lines = ["references (signals outside the taxonomy; any protocol runs them):"]
+    lines += [f"  {name:<{width}}  {text}" for name, text in refs]
+    lines.append("methods that are not one cell (protocols, options, analyses):")
+    lines += [f"  {name:<{width}}  {text}" for name, text in methods]
+    return "\n".join(lines) + "\n"

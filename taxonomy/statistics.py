@@ -107,6 +107,10 @@ class LayerStats:
     active
         ``[C]`` bool, False for pruned channels; layer norms (``l1``/``l2`` scaling) sum
         over active channels only.
+    macs_removed
+        ``[C]`` multiply-adds (per image) removed transitively if the channel's unit is
+        pruned, at the current state (``macs_removed`` scaling). Optional so that hand-built
+        statistics need not invent it: scoring a ``macs_removed`` signal without it is an error.
     """
 
     name: str
@@ -114,6 +118,7 @@ class LayerStats:
     activation: InputStats | None
     weights_removed: Tensor
     active: Tensor
+    macs_removed: Tensor | None = None
 
     def __post_init__(self) -> None:
         c = self.weight.channels
@@ -121,8 +126,9 @@ class LayerStats:
             raise PrunetaxError(
                 f"layer {self.name}: activation has {self.activation.channels} channels, weight has {c}."
             )
-        for name in ("weights_removed", "active"):
-            if tuple(getattr(self, name).shape) != (c,):
+        for name in ("weights_removed", "active", "macs_removed"):
+            value = getattr(self, name)
+            if value is not None and tuple(value.shape) != (c,):
                 raise PrunetaxError(f"layer {self.name}: `{name}` must be [{c}].")
 
     @property

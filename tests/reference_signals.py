@@ -21,8 +21,11 @@ from taxonomy.statistics import InputStats, LayerStats
 __all__ = ["reference_score", "pointwise", "reduce"]
 
 
-def pointwise(p: Pointwise, x: float, g: float, h: float) -> float:
-    """f(x) of SPEC §2.2 for one element of one example."""
+def pointwise(p: Pointwise, x: float, g: float, h: float, mean: float = math.nan) -> float:
+    """f(x) of SPEC §2.2 for one element of one example; ``mean`` is the element's mean over
+    the examples (read by ``centered`` only)."""
+    if p is Pointwise.CENTERED:
+        return x - mean
     if p is Pointwise.VALUE:
         return x
     if p is Pointwise.GRADIENT:
@@ -88,6 +91,8 @@ def _unscaled(spec: SignalSpec, stats: InputStats) -> list[float]:
     n_channels, n_elements = stats.value.shape[1], stats.value.shape[2]
     scores = []
     for c in range(n_channels):
+        # The mean of each element over the value rows (one data-free row for weights).
+        means = [sum(row[c][e] for row in value) / len(value) for e in range(n_elements)]
         total = 0.0
         for n in range(n_examples):
             # A weight value has one row shared by every example (broadcast).
@@ -96,7 +101,7 @@ def _unscaled(spec: SignalSpec, stats: InputStats) -> list[float]:
             for e in range(n_elements):
                 g = grad[n][c][e] if grad is not None else math.nan
                 h = hess[n][c][e] if hess is not None else math.nan
-                fs.append(pointwise(p, xs[e], g, h))
+                fs.append(pointwise(p, xs[e], g, h, means[e]))
             total += reduce(r, fs)
         scores.append(total / n_examples)
     return scores
@@ -124,6 +129,10 @@ def _denominators(spec: SignalSpec, layer: LayerStats, stats: InputStats, s: lis
         return [_or_one(float(c)) for c in stats.count_active.tolist()]
     if sc is Scaling.WEIGHTS_REMOVED:
         return [_or_one(float(w)) for w in layer.weights_removed.tolist()]
+    if sc is Scaling.MACS_REMOVED:
+        if layer.macs_removed is None:
+            raise PrunetaxError(f"reference: {spec.id} needs macs_removed")
+        return [_or_one(float(m)) for m in layer.macs_removed.tolist()]
     raise AssertionError(sc)
 
 
@@ -174,7 +183,8 @@ def random_layers(
       channels);
     * weights removed = own active filter + the next layer's active slices (a
       ``classes``-way linear head after the last conv) + for about 30% of the channels a
-      coupled producer's filter (as across a residual add).
+      coupled producer's filter (as across a residual add); MACs removed count each of
+      those weights once per output position of its layer (``H*W``; the head's once).
     """
     gen = torch.Generator().manual_seed(seed)
 
@@ -218,13 +228,23 @@ def random_layers(
             count=torch.full((c,), hw),
             count_active=torch.full((c,), hw),
         )
-        if index + 1 < len(shapes):
-            _, k_next, _, _ = shapes[index + 1]
-            consumer = int(actives[index + 1].sum()) * k_next * k_next
-        else:
-            consumer = classes * hw
+        consumer, consumer_macs = _consumer_slices(shapes, actives, index, classes)
         # Some channels are coupled to another producer (e.g. a residual add): its filter too.
         coupled = (torch.rand(c, generator=gen) < 0.3).long() * int(in_active.sum()) * k * k
-        removed = torch.where(active, int(in_active.sum()) * k * k + consumer + coupled, 0)
-        layers.append(LayerStats(f"conv{index}", weight, activation, removed, active))
+        own = int(in_active.sum()) * k * k + coupled
+        removed = torch.where(active, own + consumer, 0)
+        macs = torch.where(active, own * hw + consumer_macs, 0)
+        layers.append(LayerStats(f"conv{index}", weight, activation, removed, active, macs))
     return layers
+
+
+def _consumer_slices(
+    shapes: Sequence[tuple[int, int, int, bool]], actives: list[torch.Tensor], index: int, classes: int
+) -> tuple[int, int]:
+    """Weights and MACs of one channel's slices in the next layer's active filters (the last
+    conv feeds a ``classes``-way linear head over its ``H*W`` map: one MAC per weight)."""
+    if index + 1 == len(shapes):
+        return classes * shapes[index][2], classes * shapes[index][2]
+    _, k_next, hw_next, _ = shapes[index + 1]
+    weights = int(actives[index + 1].sum()) * k_next * k_next
+    return weights, weights * hw_next

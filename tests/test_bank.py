@@ -9,6 +9,7 @@ import torch
 
 from taxonomy.aliases import ALIASES
 from taxonomy.bank import layer_offsets, score
+from taxonomy.components import Scaling
 from taxonomy.errors import PrunetaxError
 from taxonomy.spec import SignalSpec, all_cells, parse
 from taxonomy.statistics import InputStats, LayerStats
@@ -50,7 +51,7 @@ def datasets(
 
 @pytest.fixture(scope="module")
 def batched(datasets: dict[str, list[LayerStats]]) -> dict[str, torch.Tensor]:
-    """One bank call with all 480 signals per data set."""
+    """One bank call with all 630 signals per data set."""
     return {name: score(CELLS, layers) for name, layers in datasets.items()}
 
 
@@ -70,11 +71,22 @@ def test_data_is_what_the_tests_claim(generic: list[LayerStats]) -> None:
         ).all()
 
 
+# activation-centered-sum is 0 exactly (rule 4e) but rounding noise numerically: divided by
+# a layer norm of that noise (l1, l2) it is noise of order 1 that no two codes share.
+NOISE_OVER_NOISE = {parse(f"activation-centered-sum-{s}") for s in ("l1", "l2")}
+
+
 @pytest.mark.parametrize("cell", CELLS, ids=lambda s: s.id)
 def test_bank_matches_reference(
     cell: SignalSpec, batched: dict[str, torch.Tensor], datasets: dict[str, list[LayerStats]]
 ) -> None:
     row = CELLS.index(cell)
+    if cell in NOISE_OVER_NOISE:  # its numerator is the rounding noise of 0 in both codes
+        numerator = cell.replace(scaling=Scaling.NONE)
+        for layers in datasets.values():
+            torch.testing.assert_close(score([numerator], layers)[0], reference_score(numerator, layers))
+            assert score([numerator], layers).abs().max() < 1e-12
+        return
     for name, layers in datasets.items():
         torch.testing.assert_close(
             batched[name][row], reference_score(cell, layers), **TOL, msg=lambda m, name=name: f"{name}: {m}"
@@ -92,7 +104,7 @@ def test_reference_is_not_trivial() -> None:
         count=torch.tensor([2]),
         count_active=torch.tensor([1]),
     )
-    layer = LayerStats("one", weight, None, torch.tensor([4]), torch.tensor([True]))
+    layer = LayerStats("one", weight, None, torch.tensor([4]), torch.tensor([True]), torch.tensor([8]))
     # taylor f = -x*g: example 0 -> (-2, 3), example 1 -> (2, 0.5).
     expected = {
         "weight-taylor-sum-none": (1 + 2.5) / 2,
@@ -102,15 +114,35 @@ def test_reference_is_not_trivial() -> None:
         "weight-taylor2_lm-sum-none": ((-2 + 2) + (3 + 1) + (2 + 0) + (0.5 + 2)) / 2,
         "weight-value-abs_sum-l0_active": 1.0,
         "weight-apoz-sum-l2": 1.0,
+        "weight-taylor-sqr_sum-macs_removed": (1 + 6.25) / 2 / 8,
+        "weight-centered-l2-none": 0.0,  # one data-free example: x - E_n[x] = 0
     }
     for ident, value in expected.items():
         assert reference_score(parse(ident), [layer]).item() == pytest.approx(value), ident
         assert score([ident], [layer]).item() == pytest.approx(value), ident
 
 
+def test_centered_is_the_deviation_from_the_mean_over_examples() -> None:
+    """One channel, two examples of two elements: (1, 3) and (3, -1); means (2, 1), so the
+    centered values are (-1, 2) and (1, -2), and l2 is the summed variance 1 + 4 = 5."""
+    value = torch.tensor([[[1.0, 3.0]], [[3.0, -1.0]]], dtype=torch.float64)
+    ones = torch.tensor([2])
+    three = torch.tensor([3])
+    weight = InputStats({"value": torch.zeros(1, 1, 3, dtype=torch.float64)}, three, three)
+    activation = InputStats({"value": value}, ones, ones)
+    layer = LayerStats("one", weight, activation, torch.tensor([4]), torch.tensor([True]), torch.tensor([8]))
+    expected = {"l2": 5.0, "sum": 0.0, "abs_sum": 1.0, "sqr_sum": 1.0, "l1": 3.0}
+    for reduction, want in expected.items():
+        ident = f"activation-centered-{reduction}-none"
+        assert reference_score(parse(ident), [layer]).item() == pytest.approx(want), ident
+        assert score([ident], [layer]).item() == pytest.approx(want), ident
+    variance = value.var(0, unbiased=False).sum()
+    assert score(["activation-centered-l2-l0"], [layer]).item() == pytest.approx(variance.item() / 2)
+
+
 def test_shape_and_finite(batched: dict[str, torch.Tensor], generic: list[LayerStats]) -> None:
     for matrix in batched.values():
-        assert matrix.shape == (480, sum(layer.channels for layer in generic))
+        assert matrix.shape == (630, sum(layer.channels for layer in generic))
         assert matrix.dtype == torch.float64
         assert torch.isfinite(matrix).all()
 
@@ -142,6 +174,7 @@ def _permute(layer: LayerStats, perm: torch.Tensor) -> LayerStats:
         stats(layer.activation),
         layer.weights_removed[perm],
         layer.active[perm],
+        layer.macs_removed[perm],
     )
 
 

@@ -3,6 +3,8 @@ way on any statistics that satisfy the rules' preconditions, distinct classes do
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 import torch
 
@@ -10,6 +12,7 @@ from taxonomy.bank import score
 from taxonomy.components import Input, Pointwise, Reduction, Scaling
 from taxonomy.equivalence import (
     MONOTONE_RULES,
+    ZERO_RULES,
     classes,
     conditional_equivalents,
     distinct,
@@ -24,7 +27,8 @@ from tests.reference_signals import random_layers
 CELLS = all_cells()
 ROW = {cell: k for k, cell in enumerate(CELLS)}
 # Five chained convs: enough channels and layers that, on generic data, every pair of
-# layer-dependent scalings (none/l1/l2/l0/l0_active/weights_removed) has a crossing pair.
+# layer-dependent scalings (none/l1/l2/l0/l0_active/weights_removed/macs_removed) has a crossing
+# pair.
 SHAPES = [(16, 3, 9, True), (24, 1, 6, False), (12, 3, 4, True), (20, 1, 16, True), (8, 3, 25, False)]
 
 
@@ -63,9 +67,21 @@ def assert_positive_multiple(member: torch.Tensor, rep: torch.Tensor, what: str)
 
 
 def test_counts() -> None:
-    assert len(distinct()) == 348
-    assert sum(len(m) for m in classes().values()) == len(CELLS) == 480
-    assert len(CELLS) == len(set(CELLS)) == 2 * 8 * 5 * 6
+    assert len(distinct()) == 437
+    assert sum(len(m) for m in classes().values()) == len(CELLS) == 630
+    assert len(CELLS) == len(set(CELLS)) == 2 * 9 * 5 * 7
+    # rules 4d/4e: the 35 weight-centered cells and the 7 activation-centered-sum ones score 0
+    assert len(members(parse("weight-centered-sum-none"))) == 5 * 7 + 7
+
+
+def _assert_zero_member(member: SignalSpec, got: torch.Tensor, layers: list[LayerStats]) -> None:
+    """A rule-4d/4e member: 0 exactly, or (activation-centered-sum) the rounding noise of 0;
+    divided by a layer norm of that noise (l1, l2) it is noise of order 1, so there the
+    numerator is what is checked (the class is computed through its exact representative)."""
+    numerator = score([member.replace(scaling=Scaling.NONE)], layers)[0]
+    assert numerator.abs().max() < 1e-12, member.id
+    if member.scaling not in (Scaling.L1, Scaling.L2):
+        assert got.abs().max() < 1e-12, member.id
 
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
@@ -83,12 +99,15 @@ def test_merged_cells_rank_identically(seed: int) -> None:
             merged += 1
             a, b = scores[ROW[member]], scores[ROW[rep]]
             what = f"{member.id} ~ {rep.id} (rules {rule_of(member)})"
-            if set(rule_of(member)) & MONOTONE_RULES:
+            if set(rule_of(member)) & ZERO_RULES:
+                assert torch.equal(b, torch.zeros_like(b)), what
+                _assert_zero_member(member, a, layers)
+            elif set(rule_of(member)) & MONOTONE_RULES:
                 assert same_order(a, b), what
                 assert not torch.allclose(a, b), f"{what}: expected a non-linear relation"
             else:
                 assert_positive_multiple(a, b, what)
-    assert merged == 480 - 348
+    assert merged == 630 - 437
 
 
 def test_data_free_squares_are_merged() -> None:
@@ -111,9 +130,28 @@ def test_data_free_squares_are_merged() -> None:
         assert representative(parse(unmerged)) == parse(unmerged)
 
 
+def test_centered_zero_rules_hold_exactly_on_exact_means() -> None:
+    """Rules 4d and 4e with no rounding: integer activations over 4 examples have exact means,
+    so every activation-centered-sum cell is 0 exactly, like every weight-centered cell."""
+    layers = random_layers(SHAPES, n=4, seed=7)
+    gen = torch.Generator().manual_seed(7)
+    exact = []
+    for layer in layers:
+        act = layer.activation
+        ints = torch.randint(-3, 4, act.value.shape, generator=gen).double() * layer.active[None, :, None]
+        tensors = {**act.tensors, "value": ints}
+        exact.append(dataclasses.replace(layer, activation=dataclasses.replace(act, tensors=tensors)))
+    zero = members(parse("weight-centered-sum-none"))
+    got = score(zero, exact)
+    assert torch.equal(got, torch.zeros_like(got))
+    assert {tuple(rule_of(m)) for m in zero} == {(), ("4d",), ("4e",)}
+    variance = torch.cat([layer.activation.value.var(0, unbiased=False).sum(-1) for layer in exact])
+    torch.testing.assert_close(score(["activation-centered-l2-none"], exact)[0], variance)  # not 0
+
+
 @pytest.mark.parametrize("seed", [10, 11])
 def test_distinct_classes_rank_differently(seed: int) -> None:
-    """All 348*347/2 pairs of representatives: no two share a ranking on generic data."""
+    """All 437*436/2 pairs of representatives: no two share a ranking on generic data."""
     layers = random_layers(SHAPES, n=4, seed=seed)
     weight_ratio = [(layer.weight.count / layer.weight.count_active).unique().tolist() for layer in layers]
     assert len({tuple(r) for r in weight_ratio}) > 1, "l0 and l0_active must differ across layers"
