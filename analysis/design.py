@@ -73,6 +73,10 @@ VARIANTS: tuple[Variant, ...] = (
     Variant("retrain_momentum", 0.9, _RETRAINING),
     Variant("retrain_weight_decay", None, _RETRAINING),
     Variant("retrain_batch_size", 64, _RETRAINING),
+    Variant("n_masks", 100, frozenset({"best_of_n"})),
+    Variant("k", 5, frozenset({"myopic"})),
+    Variant("candidates_from", [], frozenset({"myopic"})),
+    Variant("beta", 0.1, frozenset({"fisher_cost"})),  # study.protocols.fisher_cost.DEFAULT_BETA
 )
 """Every variant parameter with its default; a missing key (an older store) is the default.
 The step size is a variant too, read from ``units_per_step`` (see :func:`protocol_labels`)."""

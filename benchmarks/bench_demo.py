@@ -59,22 +59,24 @@ def _paired_median_ms(a, b, repeat: int) -> tuple[float, float]:  # noqa: ANN001
 
 
 def _setup(model: str, cache: str, device: str, signal: str):  # noqa: ANN202
-    from study.protocols import Protocol
-    from study.trial import TrialSpec, _setup, load_base
+    from study.base_model import load_base
+    from study.environment import Environment
+    from study.execute import make_setup
+    from study.protocols import make_protocol
+    from study.trial import TrialSpec
 
-    base = load_base(model, "digits", 0, cache_dir=cache, device=device)
-    spec = TrialSpec(model, "digits", signal, Protocol(channels_per_step=0.1, stop_acc=50))
-    return _setup(spec, base)
+    base = load_base(model, "digits", 0, Environment(cache, device=device))
+    return make_setup(TrialSpec(model, "digits", signal, make_protocol(stop_drop=10.0)), base)
 
 
 def step_overhead(model: str, signal: str, cache: str, device: str, repeat: int) -> dict:
     """(a): a harness step vs the bare passes it needs."""
-    from study.trajectory import _Branch, _Runner
+    from study.trajectory import Branch, Run
     from taxonomy.spec import parse
 
     setup = _setup(model, cache, device, signal)
-    runner = _Runner(setup, [parse(signal)], None)
-    branch = _Branch(runner.root.active.clone(), list(runner.trajectories))
+    runner = Run(setup, [parse(signal)], "pooled", "output")
+    branch = Branch(runner.root.active.clone(), list(runner.trajectories))
     parts: dict[str, list[float]] = {"stats": [], "score": [], "prune": [], "eval": []}
 
     def harness() -> None:
@@ -88,19 +90,21 @@ def step_overhead(model: str, signal: str, cache: str, device: str, repeat: int)
         for k in parts:
             parts[k].append(timing.get(k, 0.0))
 
+    from study.collect import _passes_for, _with_values
     from taxonomy.statistics import Needs
 
-    net, needs = setup.model, Needs.of([parse(signal)])
+    net, passes = setup.model, _passes_for(_with_values(Needs.of([parse(signal)])))
+    backward, forward = any(p.grad for p in passes), any(p.data for p in passes)
     x = torch.cat([b[0] for b in setup.eval_batches])
     y = torch.cat([b[1] for b in setup.eval_batches])
 
     def bare() -> None:
         """The passes the step needs: saliency forward(+backward) as the signal requires, evaluation."""
-        if needs.backward:
+        if backward:
             net.zero_grad(set_to_none=True)
             F.cross_entropy(net(x), y, reduction="sum").backward()
         with torch.inference_mode():
-            if needs.forward and not needs.backward:
+            if forward and not backward:
                 net(x)
             net(runner.eval_x)
 
@@ -119,7 +123,7 @@ def step_overhead(model: str, signal: str, cache: str, device: str, repeat: int)
 
 def all_vs_one(model: str, cache: str, device: str) -> dict:
     """(b): every cell from one statistics pass vs one pass per cell."""
-    from study.trajectory import Workspace
+    from study.unit_scores import Workspace
     from taxonomy.bank import score
     from taxonomy.spec import all_cells
     from taxonomy.statistics import Needs

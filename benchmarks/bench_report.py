@@ -6,8 +6,8 @@ large ``steps`` files instead of one per trial), then times one ``build_report``
 this process and reports its peak memory (``resource.getrusage``: the maximum resident
 set size of the process, store generation included).
 
-Default shape: every one of the 480 taxonomy cells plus ``random`` and ``oracle``, on 2
-tasks (``tiny_cnn``, ``tiny_resnet`` on digits, sensitivity protocol) x 3 seeds = 2,892
+Default shape: every one of the 630 taxonomy cells plus ``random`` and ``oracle``, on 2
+tasks (``tiny_cnn``, ``tiny_resnet`` on digits, sensitivity protocol) x 3 seeds = 3,792
 trials of ~690 pruning steps each, plus rank tables (64 units in 4 layers per model and
 seed). Curves follow the knees of ``tests/synthetic_store.py`` so the ranking is
 realistic.

@@ -97,12 +97,14 @@ def _record(
     spec: TrialSpec, result: TrajectoryResult, base: Base, context: Context, extra: dict
 ) -> TrialRecord:
     steps = [{"run_key": spec.run_key, **row} for row in result.rows]
+    first = steps[0] if steps else {}  # a trajectory that failed before its first row has none
     extra = {
         **extra,
+        **result.trial,
         "stop_reason": result.stop_reason,
-        "initial_weights": steps[0]["weights_remaining"],
-        "initial_macs": steps[0]["macs_remaining"],
-        "initial_units": steps[0]["units_remaining"],
+        "initial_weights": first.get("weights_remaining"),
+        "initial_macs": first.get("macs_remaining"),
+        "initial_units": first.get("units_remaining"),
         **{f"t_{k}": float(sum(r[f"t_{k}"] for r in result.rows)) for k in TIMINGS},
     }
     if result.error is not None:

@@ -4,9 +4,9 @@
 zeroes every parameter slice it owns (filter, bias, BN entries, consumer slices) and
 keeps them at zero during retraining (gradient hooks plus re-masking after each
 optimiser step). Every count of SPEC §4 - remaining weights, MACs, channels, and the
-per-channel denominators of the ``l0``/``l0_active``/``weights_removed`` scalings - is
-computed analytically from the owner maps; tests prove them equal to the physically
-pruned model's parameter count and fvcore's MACs.
+per-channel denominators of the ``l0``/``l0_active``/``weights_removed``/``macs_removed``
+scalings - is computed analytically from the owner maps; tests prove them equal to the
+physically pruned model's parameter count and fvcore's MACs.
 """
 
 from __future__ import annotations
@@ -138,20 +138,33 @@ class MaskedModel:
 
     def weights_removed(self) -> Tensor:
         """``[U]`` weights removed transitively if each unit were pruned now (SPEC §2.4)."""
-        return self._memo("weights_removed", self._weights_removed).clone()
+        return self._memo("removed", self._removed)[0].clone()
 
-    def _weights_removed(self) -> Tensor:
+    def macs_removed(self) -> Tensor:
+        """``[U]`` multiply-adds per image removed transitively if each unit were pruned now: the
+        same weight entries as :meth:`weights_removed`, each counted once per output position
+        of its layer (a linear layer's entry once), so it is the drop of :meth:`counts` ``.macs``."""
+        return self._memo("removed", self._removed)[1].clone()
+
+    def _removed(self) -> Tensor:
+        """``[2, U]``: weights and MACs removed per unit, in one pass over the weight owner maps.
+
+        An entry goes with its output unit and with its input unit (counted once when both
+        are the same unit, as in a coupled group); owner -1 (no unit) is dropped.
+        """
         n = self.groups.n_units
-        total = torch.zeros(n + 1, dtype=torch.float64)
+        total = torch.zeros(2, n + 1, dtype=torch.float64)
         for owners in self._params.values():
             if not owners.is_weight:
                 continue
             active, out2, in2 = self._weight_entries(owners)
             w = active.double().flatten() * owners.spatial
             o, i = out2.flatten() % (n + 1), in2.flatten() % (n + 1)  # -1 -> n (dropped)
-            total += torch.bincount(o, w, n + 1) + torch.bincount(i, w, n + 1)
-            total -= torch.bincount(o, w * (o == i), n + 1)
-        return total[:n]
+            per_unit = torch.bincount(o, w, n + 1) + torch.bincount(i, w, n + 1)
+            per_unit -= torch.bincount(o, w * (o == i), n + 1)
+            total[0] += per_unit
+            total[1] += per_unit * owners.out_positions
+        return total[:, :n]
 
     def layer_counts(self) -> list[dict[str, Tensor]]:
         """Per layer: weight ``count``/``count_active`` and activation count (``[C]`` each)."""

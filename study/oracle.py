@@ -47,8 +47,10 @@ def oracle_scores(
     masked: MaskedModel,
     batches: Sequence[tuple[Tensor, Tensor]],
     slices: list[list[tuple[nn.Parameter, Tensor]]] | None = None,
+    units: Sequence[int] | None = None,
 ) -> Tensor:
-    """``[U]`` loss change of removing each active unit; +inf for pruned units."""
+    """``[U]`` loss change of removing each active unit (only ``units``, when given: the myopic
+    oracle's candidates); +inf for pruned and unmeasured units."""
     model = masked.model
     was_training = model.training
     model.eval()
@@ -56,7 +58,8 @@ def oracle_scores(
     base = mean_loss(model, batches)
     out = torch.full((masked.groups.n_units,), float("inf"), dtype=torch.float64)
     try:
-        for u in torch.nonzero(masked.active).flatten().tolist():
+        active = torch.nonzero(masked.active).flatten().tolist()
+        for u in active if units is None else [u for u in units if masked.active[u]]:
             saved = []
             with torch.no_grad():
                 for param, idx in slices[u]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from study import mean_replacement
 from study.evaluation import losses_and_hits
 from study.groups import ChannelGroups
 from study.masks import MaskedModel
@@ -76,6 +77,7 @@ class TrajectoryResult:
     rows: list[dict] = field(default_factory=list)
     stop_reason: str = ""
     error: str | None = None
+    trial: dict = field(default_factory=dict)  # protocol-specific ``trials`` columns (e.g. training MACs)
 
 
 @dataclass
@@ -179,6 +181,7 @@ class Run:
     ) -> None:
         self.setup, self.aggregation, self.on_step = setup, aggregation, on_step
         self.ws = Workspace(setup.model, setup.groups, tap)
+        self.replacement = mean_replacement.for_run(self.ws, setup.eval_batches)  # None: drop pruned
         self.initial = self.ws.masked.counts()
         self.names = setup.groups.unit_names()
         self.ties = tie_order(setup.groups.n_units, setup.tie_seed)
@@ -208,10 +211,14 @@ class Run:
         return choose_units(scores, self.masked, k, self.ties)
 
     def fork(self, parent: Branch, units: Sequence[int], members: list[Trajectory]) -> Branch:
-        """A child of ``parent`` that has also pruned ``units`` (its weights, until it retrains)."""
+        """A child of ``parent`` that has also pruned ``units`` (its weights, until it retrains;
+        under mean replacement, with the units' mean contributions folded into their consumers)."""
         active = parent.active.clone()
         active[list(units)] = False
-        return Branch(active, members, parent.state)
+        if self.replacement is None:
+            return Branch(active, members, parent.state)
+        self.load(parent)  # the means are those of the network the units are pruned from
+        return Branch(active, members, self.replacement.fold(parent, parent.state, units))
 
     def sparsity(self) -> float:
         """Weight sparsity (%) of the live network."""

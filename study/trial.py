@@ -52,6 +52,7 @@ class TrialSpec:
         object.__setattr__(self, "signal", parse(self.signal).id)
         if not isinstance(self.protocol, Protocol):
             raise PrunetaxError(f"`protocol` must be a Protocol; got {self.protocol!r}.")
+        self.protocol.check_signal(parse(self.signal))
         for name in ("seed", "base_seed", "draw"):
             value = getattr(self, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:

@@ -44,9 +44,18 @@ EFFECT = {  # points of sparsity each component option adds to the knee (the pap
         "taylor2_lm": 2.5,
         "taylor2_gn": 3.0,
         "apoz": -4.0,
+        "centered": 0.5,
     },
     "reduction": {"sum": -5.0, "l1": 2.0, "l2": 3.0, "abs_sum": 4.0, "sqr_sum": 0.0},
-    "scaling": {"none": 0.0, "l1": 2.0, "l2": 3.0, "l0": -1.0, "l0_active": -1.0, "weights_removed": 8.0},
+    "scaling": {
+        "none": 0.0,
+        "l1": 2.0,
+        "l2": 3.0,
+        "l0": -1.0,
+        "l0_active": -1.0,
+        "weights_removed": 8.0,
+        "macs_removed": 6.0,
+    },
 }
 
 
@@ -54,7 +63,7 @@ def knee_of(signal: str) -> float:
     """The synthetic signal's curve knee (sparsity, %) before noise."""
     spec = parse(signal)
     if spec.is_reference:
-        return {"random": 25.0, "oracle": 70.0}[spec.id]
+        return {"random": 25.0, "oracle": 70.0}.get(spec.id, 35.0)  # other references: 35
     parts = dict(zip(EFFECT, (c.id for c in spec.components), strict=True))
     return 40.0 + sum(EFFECT[axis][opt] for axis, opt in parts.items())
 
@@ -105,12 +114,14 @@ def make_store(
     random_draws: int = 1,
     sum_signals: Sequence[str] = (),
     oracle_steps: int = 1,
+    params: dict | None = None,
 ) -> Store:
     """Write a synthetic store; ``signals`` default: 20 distinct cells + aliases + random + oracle.
 
     ``random_draws`` trials of ``random`` per seed; ``sum_signals`` again under the ``sum``
     aggregation on :data:`COUPLED` (when it is among ``models``); ``oracle_steps`` steps of
-    rank tables (0 = the unpruned network, k = after the oracle's k-th prune).
+    rank tables (0 = the unpruned network, k = after the oracle's k-th prune); ``params`` extra
+    protocol parameters (in ``protocol_json`` and the run_key: e.g. ``{"k": 3}``, a variant).
     """
     rng = np.random.default_rng(seed)
     if signals is None:
@@ -125,7 +136,7 @@ def make_store(
         for s in range(seeds):
             for signal in signals:
                 for draw in range(random_draws if signal == "random" else 1):
-                    _trial(store, rng, model, s, signal, ref, steps, protocol, now, draw=draw)
+                    _trial(store, rng, model, s, signal, ref, steps, protocol, now, draw=draw, params=params)
             for signal in variants if model == COUPLED else ():
                 _trial(store, rng, model, s, signal, ref, steps, protocol, now, aggregation="sum")
             if rank_tables:
@@ -146,6 +157,7 @@ def _trial(
     *,
     draw: int = 0,
     aggregation: str = "pooled",
+    params: dict | None = None,
 ) -> None:
     shift = _sum_shift(signal) if aggregation == "sum" else 0.0
     knee = knee_of(signal) + shift + rng.normal(0, 2.0)
@@ -154,9 +166,10 @@ def _trial(
     acc = ref - (ref - 10.0) / (1 + np.exp(-(sparsity - knee) / 4.0)) + rng.normal(0, 0.3, steps + 1)
     acc[0] = ref
     extra = ((draw,) if draw else ()) + ((aggregation,) if aggregation != "pooled" else ())
+    extra += tuple(sorted((params or {}).items()))
     run_key = _key(model, seed, signal, protocol, *extra)
     rows = _step_rows(rng, run_key, sparsity, acc, ref, protocol)
-    trial = _trial_row(run_key, model, seed, signal, protocol, aggregation, now) | {
+    trial = _trial_row(run_key, model, seed, signal, protocol, aggregation, now, params) | {
         "reference_acc": ref,
         "n_steps": steps,
         "draw": draw,
@@ -169,6 +182,7 @@ def _trial(
         final_sparsity=float(sparsity[-1]),
         final_acc=float(acc[-1]),
         retrain_steps_at_5=0,
+        oracle_evals=sum(r["oracle_evals"] or 0 for r in rows) if rows[-1]["oracle_evals"] else None,
     )
     store.write_trial(trial, rows)
 
@@ -202,13 +216,21 @@ def _step_rows(
             "t_prune": 0.001,
             "t_retrain": 0.0,
             "t_eval": 0.01,
+            "oracle_evals": 5 if k and protocol in ("myopic", "best_of_n") else None,
         }
         for k in range(len(sparsity))
     ]
 
 
 def _trial_row(
-    run_key: str, model: str, seed: int, signal: str, protocol: str, aggregation: str, now: datetime
+    run_key: str,
+    model: str,
+    seed: int,
+    signal: str,
+    protocol: str,
+    aggregation: str,
+    now: datetime,
+    params: dict | None = None,
 ) -> dict:
     """The identity, protocol and bookkeeping columns of one synthetic ``trials`` row."""
     spec = parse(signal)
@@ -216,6 +238,7 @@ def _trial_row(
     if not spec.is_reference:
         comps = dict(zip(comps, (c.id for c in spec.components), strict=True))
     protocol_json = {"name": protocol, "aggregation": aggregation, "channels_per_step": 1.0, "tap": "output"}
+    protocol_json.update(params or {})
     return {
         "run_key": run_key,
         "schema_version": 1,

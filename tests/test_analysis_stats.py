@@ -208,10 +208,13 @@ EFFECT = {
     "input": {"weight": -1.5, "activation": 1.5},
     "pointwise": {
         "value": 4.0, "gradient": -6.0, "taylor": 2.0, "hessian_lm": 1.0,
-        "hessian_gn": 0.5, "taylor2_lm": 2.5, "taylor2_gn": 3.0, "apoz": -4.0,
+        "hessian_gn": 0.5, "taylor2_lm": 2.5, "taylor2_gn": 3.0, "apoz": -4.0, "centered": 0.8,
     },
     "reduction": {"sum": -5.0, "l1": 2.0, "l2": 3.0, "abs_sum": 4.0, "sqr_sum": 0.0},
-    "scaling": {"none": 0.0, "l1": 2.0, "l2": 3.0, "l0": -1.0, "l0_active": -1.0, "weights_removed": 8.0},
+    "scaling": {
+        "none": 0.0, "l1": 2.0, "l2": 3.0, "l0": -1.0, "l0_active": -1.0, "weights_removed": 8.0,
+        "macs_removed": 6.0,
+    },
 }  # fmt: skip
 
 
@@ -239,7 +242,7 @@ def _additive_trials(specs, tasks=(("t1", 30.0), ("t2", 45.0)), seeds=2) -> pd.D
 
 
 def test_component_effects_recover_additive_effects_exactly():
-    reps = distinct()  # one cell per equivalence class: an incomplete grid (348 of 480 cells)
+    reps = distinct()  # one cell per equivalence class: an incomplete grid (437 of 630 cells)
     metrics = _additive_trials(reps)
     refs = pd.DataFrame(
         [dict(task="t1", signal="random", sig_class="random", seed=0, base_seed=0, value=99.0)]

@@ -64,6 +64,7 @@ def test_every_figure_is_written_as_png_and_svg(report):
     expected |= {"heatmap__tiny_resnet-digits-sensitivity--aggregation-sum", "effects__overall"}
     expected |= {f"{kind}__{task}" for kind in ("heatmap", "effects") for task in HEAD}
     expected |= {f"{kind}__tiny_{m}-digits" for kind in ("oracle", "similarity") for m in ("cnn", "resnet")}
+    expected |= {"methods"}  # taxonomy vs the methods it cites (analysis/report/methods_section.py)
     assert set(report.figures) == expected, report.notes
     for name, paths in report.figures.items():
         assert [p.suffix for p in paths] == [f".{f}" for f in FORMATS]

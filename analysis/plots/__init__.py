@@ -9,6 +9,7 @@ from analysis.plots._base import FORMATS, alias_of, save, short_label, unique_la
 from analysis.plots.bars import component_effect_bars, oracle_correlation_bars
 from analysis.plots.curves import accuracy_curves
 from analysis.plots.heatmaps import component_heatmaps
+from analysis.plots.methods import method_headlines
 from analysis.plots.ranks import cd_diagram, rank_similarity_clustermap
 from analysis.plots.steps import rank_quality_steps
 
@@ -19,6 +20,7 @@ __all__ = [
     "cd_diagram",
     "component_effect_bars",
     "component_heatmaps",
+    "method_headlines",
     "oracle_correlation_bars",
     "rank_quality_steps",
     "rank_similarity_clustermap",

@@ -26,7 +26,7 @@ FORMATS = ("png", "svg")
 """The files :func:`save` writes for one figure."""
 
 _INPUT = {"weight": "wt", "activation": "act"}
-_SCALING = {"weights_removed": "wr", "l0_active": "l0a", "flops_removed": "fr"}
+_SCALING = {"weights_removed": "wr", "l0_active": "l0a", "macs_removed": "mr"}
 
 
 @cache
@@ -92,6 +92,12 @@ def signal_handles(
     return [Line2D([], [], color=colours[s], markersize=5, label=labels[s], **styles[s]) for s in signals]
 
 
+_CHARS_PER_INCH = 10.0
+"""Legend label characters per inch of figure width (10-11 pt text, with margin)."""
+_ENTRY_CHARS = 7
+"""A legend entry's line sample and padding, in characters."""
+
+
 def signal_legend(
     fig: Figure,
     signals: Sequence[str],
@@ -99,11 +105,14 @@ def signal_legend(
     labels: dict[str, str],
     colours: dict[str, str],
 ) -> None:
-    """The line plots' legend, below the panels: one entry per signal, four per row."""
+    """The line plots' legend, below the panels: one entry per signal, up to four per row, fewer
+    when the labels are too long for four to fit the figure's width (they would be cut off)."""
+    widest = max((len(labels[s]) for s in signals), default=0) + _ENTRY_CHARS
+    fits = int(fig.get_figwidth() * _CHARS_PER_INCH // widest)
     fig.legend(
         handles=signal_handles(signals, styles, labels, colours),
         loc="outside lower center",
-        ncols=min(4, max(1, len(signals))),
+        ncols=max(1, min(4, len(signals), fits)),
         title="signal (colour = pointwise family; shade, line style and marker tell a family apart)",
         frameon=False,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -30,6 +30,7 @@ def accuracy_curves(
     data: str = "",
     col_wrap: int = 3,
     subset: str = "",
+    labels: Mapping[str, str] | None = None,
 ) -> Figure:
     """Test accuracy against sparsity, one panel per task.
 
@@ -54,6 +55,9 @@ def accuracy_curves(
         Panels per row.
     subset : str
         Which signals were chosen, when not all (title), e.g. ``"6 of 12 signals: ..."``.
+    labels : mapping, optional
+        Legend text of some signals (default: :func:`~analysis.plots.short_label`), e.g. when a
+        line is a signal under one protocol label among others.
     """
     missing = [c for c in (*_BAND_COLUMNS, x) if c not in bands.columns]
     if missing:
@@ -62,7 +66,7 @@ def accuracy_curves(
     signals = [s for s in signals if s in set(bands["signal"])]
     tasks = list(dict.fromkeys(bands["task"]))
     styles, colours = line_styles(signals), signal_colours(signals)
-    labels = unique_labels(signals)
+    labels = {**unique_labels(signals), **{s: v for s, v in (labels or {}).items() if s in signals}}
     if "drawn" in bands:
         drawn = set(bands.loc[bands["drawn"].astype(bool), "signal"])
         labels = {s: f"{v} (median, 10–90 % of draws)" if s in drawn else v for s, v in labels.items()}

@@ -18,7 +18,7 @@ __all__ = ["component_heatmaps", "AXIS_ORDER"]
 AXIS_ORDER: dict[str, tuple[str, ...]] = {axis: tuple(o.id for o in enum) for axis, enum in AXES.items()}
 """Component options in taxonomy order (options found in the data but not here go last)."""
 
-_SCALING_TICKS = {"weights_removed": "w_removed", "l0_active": "l0_act", "flops_removed": "f_removed"}
+_SCALING_TICKS = {"weights_removed": "w_removed", "l0_active": "l0_act", "macs_removed": "m_removed"}
 
 
 def _options(frame: pd.DataFrame, axis: str) -> list[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import pandas as pd
 
 from analysis import metrics, stats
-from analysis.report import figures, study_sections, tables
+from analysis.report import costs_section, dynamic_section, figures, methods_section, study_sections, tables
 from analysis.report.builder import RANKING_RULE, Builder
 from analysis.report.formatting import (
     aliases_display,
@@ -250,5 +250,8 @@ SECTIONS = (
     stability,
     oracle,
     aliases,
+    methods_section.methods,
+    costs_section.sections,
+    dynamic_section.dynamic_selection,
 )
 """Every section, in the order the documents show them."""

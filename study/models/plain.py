@@ -47,20 +47,23 @@ class _FeaturesClassifier(nn.Module):
 
 
 class TinyCNN(_FeaturesClassifier):
-    """Three BN-conv layers (16, 32, 32 channels) and one linear layer.
+    """Three BN-conv layers (16, 32, 32 channels by default) and one linear layer.
 
     Small enough to train to >= 95 % on 8x8 digits in seconds on two CPU cores; the
     flattened last feature map (not a global pool) gives the linear layer input columns
     per conv channel, as in LeNet-style heads.
     """
 
-    def __init__(self, in_channels: int, num_classes: int, image_size: int) -> None:
+    def __init__(
+        self, in_channels: int, num_classes: int, image_size: int, widths: tuple[int, int, int] = (16, 32, 32)
+    ) -> None:
         super().__init__()
+        a, b, c = widths
         self.features = nn.Sequential(
-            *conv_bn_relu(in_channels, 16),
-            *conv_bn_relu(16, 32),
+            *conv_bn_relu(in_channels, a),
+            *conv_bn_relu(a, b),
             nn.MaxPool2d(2),
-            *conv_bn_relu(32, 32),
+            *conv_bn_relu(b, c),
         )
         n = flat_features(self.features, in_channels, image_size)
         self.classifier = nn.Sequential(nn.Flatten(), nn.Linear(n, num_classes))

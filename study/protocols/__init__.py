@@ -9,6 +9,9 @@ docs/extending.md.
 
 # isort: off
 from study.protocols import sensitivity, retrain, characterise, oneshot  # noqa: F401 - registration order
+from study.protocols import best_of_n, myopic  # noqa: F401 - search baselines (issue 13)
+from study.protocols import fisher_cost  # noqa: F401 - Theis et al. 2018 (issue 13)
+from study.protocols import cucb, gated  # noqa: F401 - training-time and per-input selection (issue 14)
 
 # isort: on
 from study.params import Param, parameters

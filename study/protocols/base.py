@@ -14,8 +14,10 @@ options from this registry, and ``prunetax --help`` must not import torch.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 
 from pydantic import Field
@@ -39,6 +41,7 @@ __all__ = [
     "owners",
     "all_parameters",
     "Aggregation",
+    "running",
 ]
 
 Aggregation = Literal["pooled", "sum", "mean", "max"]
@@ -66,6 +69,26 @@ class Protocol(ABC):
             "| sum | mean | max of its member channels' scores"
         ),
     ] = "pooled"
+    mean_replacement: Annotated[
+        bool,
+        Field(
+            description="fold a pruned channel's mean contribution over the eval data into each consumer's "
+            "bias (Evci et al. 2018; study/mean_replacement.py) instead of dropping it"
+        ),
+    ] = False
+
+    _KEYED_IF_SET: ClassVar[frozenset[str]] = frozenset({"mean_replacement"})
+    """Parameters added after stores were written: left out of the canonical form (the run_key)
+    while at their default, so the trials stored before them keep their keys."""
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        """Every protocol's :meth:`run` runs with the protocol in force (:func:`running`): the
+        shared machinery (``study.trajectory.Run``) reads the options every protocol has
+        (``mean_replacement``) from it, whichever protocol drives it."""
+        super().__init_subclass__(**kwargs)
+        run = cls.__dict__.get("run")
+        if run is not None and not getattr(run, "_in_force", False):
+            cls.run = _in_force(run)
 
     @property
     def saliency(self) -> SaliencyData:
@@ -90,11 +113,17 @@ class Protocol(ABC):
         """Units pruned per greedy step (more than 1 = a coarse run); None if not stepwise."""
         return None
 
+    def check_signal(self, signal: SignalSpec) -> None:
+        """Raise a :class:`PrunetaxError` if this protocol cannot run ``signal`` (default: any)."""
+        return None
+
     def as_dict(self) -> dict[str, Any]:
         """Canonical, JSON-ready form: ``name`` plus every parameter (part of the run_key)."""
         out: dict[str, Any] = {"name": self.name}
         for f in dataclasses.fields(self):
             value = getattr(self, f.name)
+            if f.name in self._KEYED_IF_SET and value == f.default:
+                continue
             out[f.name] = list(value) if isinstance(value, tuple) else value
         return out
 
@@ -105,6 +134,29 @@ class Protocol(ABC):
     def params(self) -> dict[str, Any]:
         """The parameters (no name), as given to the constructor."""
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+_RUNNING: ContextVar[Protocol | None] = ContextVar("prunetax_protocol", default=None)
+
+
+def running() -> Protocol | None:
+    """The protocol whose :meth:`Protocol.run` is in progress here (None outside any)."""
+    return _RUNNING.get()
+
+
+def _in_force(run: Callable) -> Callable:
+    """``run`` with its protocol in force for its duration (:func:`running`)."""
+
+    @functools.wraps(run)
+    def wrapped(self: Protocol, *args: Any, **kwargs: Any) -> Any:
+        token = _RUNNING.set(self)
+        try:
+            return run(self, *args, **kwargs)
+        finally:
+            _RUNNING.reset(token)
+
+    wrapped._in_force = True  # type: ignore[attr-defined]
+    return wrapped
 
 
 PROTOCOLS: Registry[type[Protocol]] = Registry("protocol")

@@ -27,15 +27,23 @@ from study.params import STRICT
 from study.protocols.base import OnStep, Protocol
 
 if TYPE_CHECKING:
+    from torch import Tensor
 
     from study.masks import MaskedModel
     from study.trajectory import Branch, Run, Setup, Trajectory, TrajectoryResult
     from taxonomy.spec import SignalSpec
 
-__all__ = ["Greedy", "Retrainer", "Percent"]
+__all__ = ["Greedy", "Retrainer", "Chooser", "Percent"]
+
+MERGE_STATES = True
+"""Merge trajectories that reach the same network by different paths (exact; a benchmark
+switches it off to measure what it saves)."""
 
 Retrainer = Callable[["MaskedModel", int], int]
 """``retrainer(masked, step) -> SGD steps used``, run on the live network after a prune."""
+
+Chooser = Callable[["Trajectory", "Tensor", int], list[int]]
+"""``choose(trajectory, scores, k) -> units`` it prunes from the live network this step."""
 
 Percent = Annotated[float, Field(ge=0, le=100)]
 
@@ -79,6 +87,11 @@ class Greedy(Protocol):
         """What runs after each prune; None = nothing (sensitivity)."""
         return None
 
+    def chooser(self, run: Run) -> Chooser:
+        """How a trajectory picks its units: the ``k`` lowest-scoring (:meth:`Run.choose`, seeded
+        ties); a subclass may look further (the myopic oracle measures candidates)."""
+        return lambda t, scores, k: run.choose(scores, k)
+
     def run(
         self,
         setup: Setup,
@@ -86,10 +99,10 @@ class Greedy(Protocol):
         on_step: OnStep = None,
         draws: Sequence[int] | None = None,
     ) -> list[TrajectoryResult]:
-        from study import trajectory  # torch-heavy: imported when a protocol runs
+        from study.batched import engine_for  # the Run class of the engine in force (lockstep or batched)
 
         retrainer = self.retrainer(setup)
-        run = trajectory.Run(setup, signals, self.aggregation, self.tap, on_step, draws)
+        run = engine_for(self, setup, retrainer)(setup, signals, self.aggregation, self.tap, on_step, draws)
         try:
             run.start()
             self._loop(run, retrainer)
@@ -99,6 +112,7 @@ class Greedy(Protocol):
 
     def _loop(self, run: Run, retrainer: Retrainer | None) -> None:
         k = self.units_per_step(run.setup.groups.n_units)
+        choose = self.chooser(run)
         branches, step = [run.root], 0
         while branches:
             step += 1
@@ -111,13 +125,14 @@ class Greedy(Protocol):
                 for i, t in enumerate(live):
                     if not run.usable(t, i, scores, errors):
                         continue
-                    units = tuple(run.choose(scores[i], k))
+                    units = tuple(choose(t, scores[i], k))
                     if not units:
                         t.stop("nothing left to prune")
                         continue
                     branch = run.fork(br, units, [])
                     # the same network (same active units, base weights) = one child, whatever the path
-                    key = branch.active.numpy().tobytes() if br.state is None else (id(br), units)
+                    same = br.state is None and MERGE_STATES
+                    key = branch.active.numpy().tobytes() if same else (id(br), units)
                     child = children.setdefault(key, _Child(branch, dict(timing)))
                     child.add(t, units, float(scores[i, list(units)].mean()))
             branches = [c.branch for c in children.values() if self._advance(run, retrainer, c, step)]

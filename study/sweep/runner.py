@@ -14,15 +14,18 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import socket
 import time
 from collections.abc import Callable
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import astuple, dataclass
 from pathlib import Path
 
 from study.sweep.plan import Plan
+from study.sweep.progress import Progress as _Progress
+from study.sweep.progress import slots
 
-__all__ = ["SweepResult", "run_plan", "ray_session"]
+__all__ = ["SweepResult", "run_plan", "ray_session", "check_address"]
 
 Printer = Callable[[str], None]
 
@@ -47,9 +50,56 @@ def _ray_tmp() -> str:
     return path
 
 
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + bytes.fromhex("000000040000000000")
+"""What an HTTP/2 client sends first (the preface and an empty SETTINGS frame); Ray's GCS
+speaks gRPC, so it answers with a SETTINGS frame of its own."""
+
+
+def _answers_http2(host: str, port: int, timeout: float) -> bool:
+    with socket.create_connection((host, port), timeout=timeout) as sock:
+        sock.settimeout(timeout)
+        sock.sendall(_HTTP2_PREFACE)
+        head = b""
+        while len(head) < 9:
+            try:
+                chunk = sock.recv(9 - len(head))
+            except TimeoutError:  # connected, but silent: not a gRPC server
+                return False
+            if not chunk:
+                break
+            head += chunk
+    return len(head) == 9 and head[3] == 0x04  # frame type 4: SETTINGS
+
+
+def check_address(address: str, timeout: float = 10.0) -> None:
+    """Fail within about ``timeout`` seconds, with a message, unless a Ray head node answers
+    at ``address`` (``ray.init`` itself waits for minutes on a silent or wrong address)."""
+    from taxonomy.errors import PrunetaxError
+
+    target = address.removeprefix("ray://")
+    if target in ("auto", "local") or os.environ.get("RAY_USE_TLS", "0").lower() in ("1", "true"):
+        return  # Ray answers these itself at once (or speaks TLS, which this probe does not)
+    host, sep, port = target.rpartition(":")
+    if not sep or not port.isdigit() or not host:
+        raise PrunetaxError(f"`--address` must be `auto` or HOST:PORT of a Ray head node; got {address!r}.")
+    hint = "start one with `ray start --head` and pass the address it prints, or leave out --address"
+    try:
+        ok = _answers_http2(host.strip("[]"), int(port), timeout)
+    except OSError as err:
+        raise PrunetaxError(f"no Ray cluster at {address}: {err.strerror or err}; {hint}.") from None
+    if not ok:
+        raise PrunetaxError(
+            f"{address} accepts connections but does not answer like a Ray head node (its GCS port, "
+            f"6379 by default); {hint}."
+        )
+
+
 @contextmanager
 def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpus: int | None = None):
-    """Join ``address`` (or ``$RAY_ADDRESS``), reuse an initialised Ray, or start a local one."""
+    """Join ``address`` (or ``$RAY_ADDRESS``), reuse an initialised Ray, or start a local one.
+
+    An address is probed first (:func:`check_address`), so a wrong one fails in seconds.
+    """
     import ray
 
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
@@ -60,7 +110,13 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
         return
     address = address or os.environ.get("RAY_ADDRESS")
     if address:
-        ray.init(address=address, log_to_driver=False)
+        check_address(address)
+        try:
+            ray.init(address=address, log_to_driver=False)
+        except ConnectionError as err:  # e.g. `auto` with no cluster on this machine
+            from taxonomy.errors import PrunetaxError
+
+            raise PrunetaxError(f"could not join a Ray cluster at {address}: {err}") from None
     else:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # a private local cluster needs no token
         ray.init(
@@ -81,10 +137,7 @@ def _context(plan: Plan, retry_failed: bool) -> dict:
     spec = plan.spec
     return {
         "store": str(Path(spec.store).absolute()),
-        "cache_dir": str(Path(spec.cache_dir).absolute()),
-        "data_root": spec.data_root,
-        "device": spec.device,
-        "download": spec.download,
+        "env": spec.env.as_dict(),
         "threads": max(1, int(spec.resources.cpus_per_trial)),
         "retry_failed": retry_failed,
     }
@@ -101,6 +154,7 @@ def _work_unit(config: dict) -> None:
 
 def _train_bases(plan: Plan, ray, printer: Printer) -> dict[tuple[str, str, int], str]:  # noqa: ANN001
     """Train missing base models as Ray tasks; returns failures (key -> error)."""
+    from study.sweep.progress import base_model_line
     from study.sweep.work import train_base
     from study.train import TrainConfig, checkpoint_path
 
@@ -114,43 +168,21 @@ def _train_bases(plan: Plan, ray, printer: Printer) -> dict[tuple[str, str, int]
     ]
     if not missing:
         return {}
-    printer(f"training {len(missing)} base model(s): {', '.join(f'{m}/{d}/s{s}' for m, d, s in missing)}")
+    printer(f"training {len(missing)} base model(s) into {spec.cache_dir} (trained once, then cached)")
     task = ray.remote(num_cpus=spec.resources.cpus_per_trial, num_gpus=spec.resources.gpus_per_trial)(
         train_base
     )
     ctx = _context(plan, False)
-    refs = {k: task.remote(k, ctx) for k in missing}
-    failures = {}
-    for key, ref in refs.items():
-        err = ray.get(ref)
+    refs = {task.remote(k, ctx): k for k in missing}
+    failures, waiting = {}, list(refs)
+    while waiting:  # report each as it finishes
+        ready, waiting = ray.wait(waiting, num_returns=1)
+        key, err = refs[ready[0]], ray.get(ready[0])
         if err:
             failures[key] = err
-            printer(f"  base model {key[0]}/{key[1]}/s{key[2]} failed: {err}")
+        path = checkpoint_path(TrainConfig(key[0], key[1], key[2], data_root=spec.data_root), spec.cache_dir)
+        printer(base_model_line(key, path, len(missing) - len(waiting), len(missing), err))
     return failures
-
-
-class _Progress:
-    """Prints done / failed / remaining trials and an ETA as units finish."""
-
-    def __init__(self, total: int, printer: Printer) -> None:
-        self.total, self.printer = total, printer
-        self.ok = self.failed = self.jobs = 0
-        self.compute = 0.0
-        self.start = time.perf_counter()
-
-    def add(self, result: dict) -> None:
-        self.ok += int(result.get("ok", 0))
-        self.failed += int(result.get("failed", 0))
-        self.jobs += int(result.get("jobs", 0))
-        self.compute += float(result.get("compute_s", 0.0))
-        done = self.ok + self.failed
-        elapsed = time.perf_counter() - self.start
-        left = max(0, self.total - done)
-        eta = f"{elapsed / done * left:.0f}s" if done else "?"
-        self.printer(
-            f"[{elapsed:6.0f}s] trials done {self.ok}, failed {self.failed}, remaining {left}"
-            f" (ETA {eta}); rank jobs done {self.jobs}"
-        )
 
 
 def _callback(progress: _Progress):  # noqa: ANN202
@@ -166,18 +198,27 @@ def _callback(progress: _Progress):  # noqa: ANN202
 def _record_dead_units(results, plan: Plan, progress: _Progress, printer: Printer) -> None:  # noqa: ANN001
     """Units that raised or whose worker died: every trial of theirs not stored becomes a
     failed record; a failed rank-quality job is reported (it reruns with the next sweep)."""
-    from study.sweep.work import record_failures
+    from study.sweep.work import record_failures, unit_payloads
 
+    lost = []
     for result in results:
         if result.error is None:
             continue
-        unit = result.config["unit"]
         error = f"{type(result.error).__name__}: {str(result.error).strip().splitlines()[-1][:300]}"
+        if result.config is None:  # died with its Ray node: Tune kept no config to say which unit
+            lost.append(error)
+            continue
+        unit = result.config["unit"]
         if unit["kind"] == "rank":
             job = unit["job"]
             printer(f"rank-quality job {job['model']}/{job['dataset']}/s{job['base_seed']} failed: {error}")
             continue
         progress.add({"failed": record_failures(unit, _context(plan, False), f"work unit died: {error}")})
+    units = [u for u in unit_payloads(plan) if u["kind"] == "trials"] if lost else []
+    why = f"work unit lost with its Ray node: {lost[0]}" if lost else ""
+    n = sum(record_failures(u, _context(plan, False), why) for u in units)  # the store knows which
+    if n:
+        progress.add({"failed": n})
 
 
 def run_plan(
@@ -200,12 +241,14 @@ def run_plan(
         if failures:
             fail_trials(plan, failures, _context(plan, retry_failed))
         payloads = unit_payloads(plan, skip_bases=set(failures))
-        progress = _Progress(len(plan.todo), printer)
+        parallel = slots(ray.cluster_resources(), *astuple(spec.resources))
+        progress = _Progress(len(plan.todo), printer, parallel=parallel, jobs=len(plan.jobs_todo))
         if failures:
             progress.add(
                 {"failed": sum(1 for t in plan.todo if (t.model, t.dataset, t.base_seed) in failures)}
             )
         if payloads:
+            progress.announce(len(payloads))
             tune_dir = Path(spec.store).absolute() / "_tune"
             name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
             shutil.rmtree(tune_dir, ignore_errors=True)  # state of earlier runs is never restored
