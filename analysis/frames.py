@@ -86,7 +86,9 @@ def add_identity(trials: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def load_trials(store: str | Path | Store, status: str | None = "ok") -> pd.DataFrame:
+def load_trials(
+    store: str | Path | Store, status: str | None = "ok", newest_version: bool = True
+) -> pd.DataFrame:
     """The ``trials`` table, one row per run_key, with ``family``, ``alias`` and ``task``.
 
     Parameters
@@ -95,6 +97,11 @@ def load_trials(store: str | Path | Store, status: str | None = "ok") -> pd.Data
         Store root or :class:`~study.store.Store`.
     status
         Keep only trials with this ``status`` (``"ok"``, ``"failed"``); ``None`` keeps all.
+    newest_version
+        Keep only the trials of the newest ``trial_version`` in the store (rows without one
+        are the oldest). A trial computed by an older engine has its own run_key, so a store
+        that mixes versions would otherwise count a signal twice; ``attrs["older_versions"]``
+        says how many were left out.
 
     Returns
     -------
@@ -107,9 +114,17 @@ def load_trials(store: str | Path | Store, status: str | None = "ok") -> pd.Data
     trials = load(_root(store), "trials")
     if len(trials) and trials["run_key"].duplicated().any():
         trials = trials.sort_values("finished_at", kind="stable").drop_duplicates("run_key", keep="last")
+    older = 0
+    if newest_version and len(trials) and "trial_version" in trials:
+        version = trials["trial_version"].fillna(0)
+        newest = version == version.max()
+        older = int((~newest).sum())
+        trials = trials[newest]
     if status is not None:
         trials = trials[trials["status"] == status]
-    return add_identity(trials.reset_index(drop=True))
+    out = add_identity(trials.reset_index(drop=True))
+    out.attrs["older_versions"] = older
+    return out
 
 
 def load_steps(

@@ -17,8 +17,10 @@ from study.cli import main
 from study.store import Store
 
 SMALL = [
+    "--models",
+    "digits_cnn",
     "--seeds",
-    "1",
+    "2",
     "--signals",
     "l1_filter",
     "best_gradient",
@@ -26,9 +28,39 @@ SMALL = [
     "oracle",
     "--retrain-signals",
     "random",
+    "--mean-replacement-signals",
+    "l1_filter",
     "--channels-per-step",
     "0.2",
 ]
+
+
+def test_the_default_demo_is_the_papers_protocol(tmp_path):
+    """One unit per step, five independent repeats, every distinct signal with random and the
+    oracle, stopping at the largest headline drop; a coarser step is labelled."""
+    import argparse
+
+    from study.cli import demo
+    from study.sweep.plan import make_plan
+    from study.sweep.spec import parse_spec
+
+    parser = argparse.ArgumentParser()
+    demo.add(parser.add_subparsers())
+    args = parser.parse_args(["demo", "--out", str(tmp_path)])
+    text = demo.spec_text(args)
+    spec = parse_spec(text, str(tmp_path / "demo.toml"), base=tmp_path)
+    runs = {run.protocol.name: run for run in reversed(spec.runs)}  # the first of each protocol
+    greedy = runs["sensitivity"].protocol
+    assert greedy.channels_per_step == 1 and greedy.stop_drop == 10
+    assert spec.base_seeds == (0, 1, 2, 3, 4) and spec.seeds is None and spec.random_draws >= 5
+    assert {"retrain", "fisher_cost", "myopic", "best_of_n"} <= set(runs)
+    assert any(getattr(run.protocol, "mean_replacement", False) for run in spec.runs)
+    plan = make_plan(spec)
+    sens = [t for t in plan.trials if t.protocol.name == "sensitivity"]
+    signals = {t.signal for t in sens}
+    assert {"oracle", "random", "activation_voting"} <= signals and len(signals) > 400
+    coarse = parser.parse_args(["demo", "--out", str(tmp_path), "--channels-per-step", "0.1"])
+    assert "COARSE" in demo.spec_text(coarse)
 
 
 @pytest.mark.ray
@@ -38,11 +70,11 @@ def test_small_demo_end_to_end_then_report_only(ray_cluster, model_cache, tmp_pa
     printed = capsys.readouterr().out
     assert "Top" in printed and "report:" in printed
     trials = Store(out / "store").load("trials")
-    assert set(trials["model"]) == {"tiny_cnn", "tiny_resnet"} and (trials["status"] == "ok").all()
-    assert set(trials["protocol"]) == {"sensitivity", "retrain"}
+    assert set(trials["model"]) == {"digits_cnn"} and (trials["status"] == "ok").all()
+    assert set(trials["protocol"]) == {"sensitivity", "retrain", "fisher_cost", "myopic", "best_of_n"}
     assert len(Store(out / "store").load("oracle")) > 0
     assert (out / "report" / "index.html").is_file() and (out / "demo.toml").is_file()
-    assert list((out / "report" / "figures").glob("curves_weights.png"))
+    assert list((out / "report" / "figures").glob("curves*.png"))
     assert main(["demo", "--out", str(out), "--cache-dir", str(model_cache), *SMALL]) == 0
     assert "regenerating the report only" in capsys.readouterr().out
 
@@ -51,6 +83,8 @@ def test_bad_demo_options_write_nothing(tmp_path, capsys):
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--channels-per-step", "2.5"]) == 2
     assert "channels_per_step" in capsys.readouterr().err
+    assert main(["demo", "--out", str(out), "--seeds", "1"]) == 2
+    assert "at least 2" in capsys.readouterr().err
     assert main(["demo", "--out", str(out), "--signals", "taylor_f0"]) == 2
     assert "taylor_fo" in capsys.readouterr().err
     assert not out.exists()

@@ -25,6 +25,11 @@ def test_the_job_follows_the_oracle_and_records_every_k_steps(model_cache):
     per_step = scores.groupby(["step", "signal"]).size().unstack()
     assert (per_step["weight-value-l1-none"] == oracle.groupby("step").size()).all()  # the active units only
     assert set(scores["signal"]) == {"weight-value-l1-none", "random"}
-    again = RankJob("tiny_cnn", "digits", 0, 0, ("l1_filter", "random"), every=2, stop_drop=3.0)
+    # every 2 steps along the same trajectory (stopped sooner: a prefix of it)
+    again = RankJob("tiny_cnn", "digits", 0, 0, ("l1_filter", "random"), every=2, stop_drop=1.0)
     _, o2 = run_rank_job(again, Environment(model_cache))
-    assert sorted({r["step"] for r in o2}) == [s for s in steps if s % 2 == 0]
+    even = sorted({r["step"] for r in o2})
+    assert even[0] == 0 and even == [s for s in steps if s % 2 == 0][: len(even)]
+    for r in o2:  # the same oracle measurements at the steps both recorded
+        row = oracle[(oracle.step == r["step"]) & (oracle.unit == r["unit"])]
+        assert float(row["loss_change"].iloc[0]) == r["loss_change"]

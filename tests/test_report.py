@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 
 from analysis.frames import load_rank_tables, load_steps, load_trials
-from analysis.metrics import collapse_draws, overall_ranking, summarise, trial_metrics
+from analysis.metrics import collapse_draws, overall_ranking, ranking_blocks, summarise, trial_metrics
 from analysis.plots import FORMATS, short_label
 from analysis.report import build_report
 from study.cli import main
@@ -58,7 +58,8 @@ def degraded(tmp_path_factory):
 
 def test_every_figure_is_written_as_png_and_svg(report):
     labels = ("sensitivity", "retrain", "sensitivity--aggregation-sum")
-    expected = {f"cd_diagram__{label}" for label in labels[:2]}  # the sum variant has one task
+    # independent repeats are blocks: the sum variant's one task has 3, enough for a CD diagram
+    expected = {f"cd_diagram__{label}" for label in labels}
     expected |= {f"curves_weights__{label}" for label in labels} | {"curves_macs__sensitivity"}
     expected |= {"heatmap__pooled__sensitivity", "heatmap__pooled__retrain"}
     expected |= {"heatmap__tiny_resnet-digits-sensitivity--aggregation-sum", "effects__overall"}
@@ -114,10 +115,13 @@ def _sensitivity_metrics(store):
 
 
 def test_top_table_matches_the_summary_computed_directly(store, report):
-    """The headline table is the paper's protocol ranked by the stated rule: geomean over
-    seeds per task (random: per-seed median over its 5 draws), mean rank over tasks."""
+    """The headline table is the paper's protocol ranked by the stated rule: the repeats are
+    independent (seed = base seed), so a block is one repeat of a task (random: its median
+    over its 5 draws), and signals are ordered by their mean rank over the blocks."""
     m = _sensitivity_metrics(store)
-    ranking = overall_ranking(summarise(m, "sparsity_at_5", by=("task",)))
+    assert ranking_blocks(m) == ("task", "seed")
+    block = ("task", "seed")
+    ranking = overall_ranking(summarise(m, "sparsity_at_5", by=block), block=block)
     pooled = summarise(m, "sparsity_at_5", by=()).set_index("signal")
     top = report.top
     assert report.protocol == "sensitivity" and report.labels[0] == "sensitivity"
@@ -130,6 +134,8 @@ def test_top_table_matches_the_summary_computed_directly(store, report):
             top[col], pooled.loc[top["signal"], col].to_numpy(dtype=float), err_msg=col
         )
     assert (top["n_seeds"] == 3).all() and (top["n_tasks"] == 2).all(), "seeds, not tasks x seeds"
+    shared = m.assign(base_seed=0)  # seeds on one base model are not independent: tasks are blocks
+    assert ranking_blocks(shared) == ("task",)
     assert set(top.loc[top["signal"] == SIGNALS[0], "alias"]) == {"best_gradient"}
     md = report.summary_md.read_text(encoding="utf-8")
     first = top.iloc[0]
@@ -165,9 +171,12 @@ def test_protocol_variants_are_ranked_apart(store, report):
     variant = m[m["protocol_label"] == "sensitivity [aggregation=sum]"]
     assert set(variant["model"]) == {"tiny_resnet"} and variant["signal"].nunique() == 6
     data = pd.read_csv(report.out_dir / "figures" / "mean_ranks__sensitivity--aggregation-sum.csv")
-    expected = summarise(variant, "sparsity_at_5", by=("task",)).set_index("signal")["rank"]
+    block = ("task", "seed")  # independent repeats: one block per repeat of the variant's task
+    by_block = summarise(collapse_draws(variant), "sparsity_at_5", by=block)
+    expected = by_block.groupby("signal")["rank"].mean()
     np.testing.assert_allclose(data.set_index("signal")["mean_rank"], expected.loc[data["signal"]])
-    assert md.count("Friedman test over 2 task blocks") == 2
+    friedman = re.findall(r"Friedman test over (\d+) blocks", md)
+    assert friedman == ["6", "4", "3"]  # tasks x repeats of each label: 2 x 3, 2 x 2, 1 x 3
     html = report.index_html.read_text(encoding="utf-8")
     assert html.count("id='top-table'") + html.count('id="top-table"') == 1
 
@@ -196,7 +205,7 @@ def test_aggregation_noise_and_findings_are_reported(report):
 def test_degraded_store_still_reports_with_notes(degraded):
     root, result = degraded
     notes = " ".join(result.notes)
-    assert "no rank tables" in notes and "one task only" in notes and "one seed" in notes
+    assert "no rank tables" in notes and "one block only" in notes and "one seed" in notes
     assert {"curves_weights__sensitivity", "curves_macs__sensitivity"} <= set(result.figures)
     assert "heatmap__tiny_cnn-digits-sensitivity" in set(result.figures)
     assert not {n for n in result.figures if n.startswith(("cd_", "oracle", "similarity"))}
@@ -206,7 +215,7 @@ def test_degraded_store_still_reports_with_notes(degraded):
         assert all(p.is_file() for p in paths)
     assert result.index_html.is_file() and len(result.top) == 5
     html = result.index_html.read_text(encoding="utf-8")
-    assert "no rank tables" in html and "one task only" in html
+    assert "no rank tables" in html and "one block only" in html
     noise = result.noise.set_index("model")
     assert noise.loc["tiny_cnn", "n_test"] == 360
 
@@ -243,6 +252,31 @@ def test_damaged_files_and_trials_without_steps_are_listed(tmp_path):
     assert f"| `{damaged.stem}` |" in section and "Ok trials without steps: 1." in section
     assert f"steps/{damaged.name}" in html and "Ok trials without steps: 1." in html
     assert any("not healthy" in n for n in result.notes)
+
+
+def test_trials_of_an_older_engine_version_are_left_out_with_a_note(tmp_path):
+    """A rerun under a new engine version gives new run_keys next to the old ones: the report
+    reads the newest version only, so no signal is counted twice."""
+    from analysis.frames import load_trials
+
+    root = tmp_path / "store"
+    store = make_store(root, models=("tiny_cnn",), signals=SIGNALS[:4], seeds=2, steps=8, rank_tables=False)
+    trials = load_trials(root)
+    old = trials.iloc[:3]
+    for key in old["run_key"]:  # the same trials again, as an older engine computed them
+        row = store.load("trials", filters=[("run_key", "==", key)]).assign(
+            run_key=f"{key}-old", trial_version=1
+        )
+        store.write(
+            "steps",
+            f"{key}-old",
+            store.load("steps", filters=[("run_key", "==", key)]).assign(run_key=f"{key}-old"),
+        )
+        store.write("trials", f"{key}-old", row)
+    assert len(load_trials(root)) == len(trials) and load_trials(root).attrs["older_versions"] == 3
+    assert len(load_trials(root, newest_version=False)) == len(trials) + 3
+    result = build_report(root, tmp_path / "report", top=3)
+    assert any("3 trials computed by an older engine version" in n for n in result.notes)
 
 
 @pytest.mark.parametrize("make", ["missing", "empty", "only_failed"])

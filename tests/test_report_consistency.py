@@ -61,12 +61,15 @@ def test_the_cross_check_catches_each_kind_of_disagreement(rich, tmp_path):
 
 
 def test_tables_cd_and_friedman_rank_from_one_matrix(rich):
-    """The CSV is the mean rank of each signal over tasks of the geomean over seeds (random
-    first collapsed to its per-seed median), exactly what Friedman's test ranks."""
+    """The CSV is the mean rank of each signal over the blocks - one per independent repeat of
+    each task (random first collapsed to its per-seed median) - exactly what Friedman's test
+    ranks."""
     store, report = rich
     m = trial_metrics(load_trials(store), load_steps(store))
     m = collapse_draws(m[m["protocol_label"] == "sensitivity"])
-    wide = stats.summary_matrix(summarise(m, "sparsity_at_5", by=("task",)))
+    block = ("task", "seed")
+    wide = stats.summary_matrix(summarise(m, "sparsity_at_5", by=block), "geomean", block)
+    assert wide.shape[0] == 6  # 2 tasks x 3 repeats
     friedman = stats.friedman(wide, permutations=0)
     data = pd.read_csv(report.out_dir / "figures" / "mean_ranks__sensitivity.csv").set_index("signal")
     assert list(data.index) == list(friedman["mean_ranks"].index)
@@ -79,7 +82,7 @@ def test_wilcoxon_control_is_the_tables_best_and_caveats_are_printed(rich):
     md = report.summary_md.read_text(encoding="utf-8")
     best = next(s for s in report.top["signal"] if s not in ("random", "oracle"))
     assert f"top signals vs the best (`{best}`)" in md
-    friedman = re.findall(r"Friedman test over \d+ task blocks[^\n]*", md)
+    friedman = re.findall(r"Friedman test over \d+ blocks[^\n]*", md)
     assert friedman and all("Caveat:" in line and "permutation p" in line for line in friedman)
 
 

@@ -19,6 +19,7 @@ from analysis.metrics.across_seeds import (
     bootstrap_ci,
     geometric_mean,
     overall_ranking,
+    ranking_blocks,
     summarise,
 )
 from analysis.metrics.draws import collapse_draws, draw_spread
@@ -31,6 +32,7 @@ __all__ = [
     "bootstrap_ci",
     "summarise",
     "overall_ranking",
+    "ranking_blocks",
     "curves",
     "collapse_draws",
     "draw_spread",

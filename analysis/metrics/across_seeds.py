@@ -20,7 +20,14 @@ from taxonomy.errors import PrunetaxError
 if TYPE_CHECKING:
     from pandas.api.typing import DataFrameGroupBy
 
-__all__ = ["geometric_mean", "bootstrap_ci", "summarise", "overall_ranking", "GEOMEAN_SHIFT"]
+__all__ = [
+    "geometric_mean",
+    "bootstrap_ci",
+    "summarise",
+    "overall_ranking",
+    "ranking_blocks",
+    "GEOMEAN_SHIFT",
+]
 
 GEOMEAN_SHIFT = 1.0
 """Shift (in metric units, i.e. points of sparsity) of :func:`geometric_mean`."""
@@ -245,6 +252,24 @@ def _rank_within_blocks(out: pd.DataFrame, by: list[str], higher_is_better: bool
         blocks, best = out["geomean"], out["geomean"].agg(best_of)
     out["rank"] = blocks.rank(ascending=not higher_is_better, method="average")
     out["dist"] = (best - out["geomean"]) if higher_is_better else (out["geomean"] - best)
+
+
+def ranking_blocks(metrics: pd.DataFrame) -> tuple[str, ...]:
+    """The blocks signals are ranked in and tested over: ``("task", "seed")`` when the
+    repeats are independent, else ``("task",)``.
+
+    A repeat is independent when its trial seed is its base seed (``seeds = "base"``): it
+    has its own data split, base model and evaluation batches, so two repeats of a task are
+    two replications of the experiment and each may be a block of Friedman's test, like a
+    dataset in Demsar (2006). Several trial seeds on one base model share that model and
+    its test set: they are not independent, and are summarised within their task first
+    (seeds as blocks would be pseudo-replication).
+    """
+    if not {"seed", "base_seed", "task"} <= set(metrics.columns) or metrics.empty:
+        return ("task",)
+    same = (metrics["seed"].astype("int64") == metrics["base_seed"].astype("int64")).all()
+    repeated = metrics.groupby("task", observed=True)["seed"].nunique().max() > 1
+    return ("task", "seed") if same and repeated else ("task",)
 
 
 def overall_ranking(

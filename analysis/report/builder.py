@@ -19,13 +19,16 @@ __all__ = ["Builder", "Comparison", "RANKING_RULE"]
 RANKING_RULE = (
     "One rule ranks signals in every table, diagram and test of this report. Trials are grouped by "
     "protocol label (the protocol plus any non-default parameter, e.g. `sensitivity [aggregation=sum]`): "
-    "labels are different experiments and are ranked apart. Within a task (model × dataset × label), a "
-    "signal's value is the geometric mean of the headline over its seeds (`random`: per seed, the median "
-    "over its draws first), and signals are ranked by it, 1 = best, ties sharing the average rank, among "
-    "the signals run on every task of the label. A signal's mean rank is the mean of those ranks over the "
-    "label's tasks; signals missing from some task get none and are listed after the rest. The overall "
-    "tables, the critical-difference diagrams, Friedman's test and the Wilcoxon-Holm tables (whose control "
-    "is the best-ranked signal other than `random` and `oracle`) all use these values and ranks."
+    "labels are different experiments and are ranked apart. Signals are ranked within blocks. When every "
+    'repeat is independent (its own data split, base model and evaluation batches: `seeds = "base"`), '
+    "a block is one repeat of one task (model × dataset × label) and a signal's value in it is its "
+    "headline; otherwise a block is a task and the value is the geometric mean of the headline over its "
+    "seeds. (`random`: per seed, the median over its draws first.) Within a block, signals are ranked by "
+    "that value, 1 = best, ties sharing the average rank, among the signals with a value in every block "
+    "of the label. A signal's mean rank is the mean of those ranks over the label's blocks; signals "
+    "missing from some block get none and are listed after the rest. The overall tables, the "
+    "critical-difference diagrams, Friedman's test and the Wilcoxon-Holm tables (whose control is the "
+    "best-ranked signal other than `random` and `oracle`) all use these values and ranks."
 )
 """The ranking rule, stated once in the introduction of every report."""
 
@@ -41,13 +44,14 @@ class Comparison:
 
     protocol: str  # the protocol label
     tasks: list[str]
+    block: tuple[str, ...]  # what a block of the ranks and tests is (metrics.ranking_blocks)
     m: pd.DataFrame  # this label's trial metrics, one row per seed (draws collapsed)
     raw: pd.DataFrame  # the same with every draw of `random`
     by_task: pd.DataFrame  # metrics.summarise per task
     ranking: pd.DataFrame  # metrics.overall_ranking over its tasks
     pooled: pd.DataFrame  # metrics.summarise pooled over its tasks and seeds
     top_table: pd.DataFrame
-    wide: pd.DataFrame  # tasks x complete signals: the geomean each rank is taken from
+    wide: pd.DataFrame  # blocks x complete signals: the geomean each rank is taken from
     spread: pd.DataFrame  # metrics.draw_spread pooled over its tasks
 
     @property
@@ -101,12 +105,22 @@ class Builder:
         raw = self.raw[self.raw["protocol_label"] == label]
         tasks = sorted(part["task"].unique())
         by_task = self.by_task[self.by_task["task"].isin(tasks)]
-        ranking = metrics.overall_ranking(by_task, higher_is_better=self.hib)
+        block = metrics.ranking_blocks(part)
+        by_block = (
+            by_task
+            if block == ("task",)
+            else metrics.summarise(part, self.metric, by=block, higher_is_better=self.hib)
+        )
+        ranking = metrics.overall_ranking(by_block, higher_is_better=self.hib, block=block)
+        if block != ("task",):  # n_tasks counts tasks, not repeats; n_wins counts blocks won
+            ranking["n_tasks"] = ranking["signal"].map(
+                part.groupby("signal", observed=True)["task"].nunique()
+            )
         pooled = metrics.summarise(part, self.metric, by=(), higher_is_better=self.hib)
         spread = metrics.draw_spread(raw, self.metric, by=())
         table = top_table(ranking, pooled, part, spread, top)
-        wide = stats.summary_matrix(by_task, "geomean")
-        return Comparison(label, tasks, part, raw, by_task, ranking, pooled, table, wide, spread)
+        wide = stats.summary_matrix(by_block, "geomean", block)
+        return Comparison(label, tasks, block, part, raw, by_task, ranking, pooled, table, wide, spread)
 
     @property
     def multi_protocol(self) -> bool:

@@ -57,6 +57,12 @@ def intro(b: Builder) -> None:
         "geomean − this signal's. Figures are PNG files referenced by relative path (figures/), each "
         "with an SVG version linked; this page loads nothing from the network."
     )
+    older = b.data.get("older_versions", 0)
+    if older:
+        b.notes.append(
+            f"{older} trials computed by an older engine version (`trials.trial_version`) are left out; "
+            "their signals are rerun under the current version by the sweep (docs/store.md)."
+        )
     b.doc.heading(2, "How signals are ranked")
     b.doc.para(RANKING_RULE)
     study_sections.what_was_run(b)
@@ -96,12 +102,15 @@ def _range(counts: pd.Series) -> str:
 
 
 def statistics(b: Builder) -> None:
-    """Per protocol label: Friedman over its task blocks, Wilcoxon-Holm tables, the CD diagram."""
+    """Per protocol label: Friedman over its blocks, Wilcoxon-Holm tables, the CD diagram."""
     b.doc.heading(2, "Statistical comparison across tasks")
     b.doc.para(
-        "Blocks are tasks (seeds are summarised within a task first: seeds as blocks would be "
-        "pseudo-replication); the values are the ranking rule's geomeans, so these tests, the tables and "
-        "the CD diagrams rank alike."
+        "Blocks are the ranking rule's: one independent repeat of one task when repeats are independent "
+        "(each has its own data split, base model and evaluation batches, so repeats are replications of "
+        "the experiment, as datasets are in Demšar's comparisons), else one task (seeds that share a base "
+        "model are summarised within their task first: as blocks they would be pseudo-replication). The "
+        "values are the ranking rule's, so these tests, the tables and the CD diagrams rank alike. "
+        "Conclusions generalise to new repeats of these networks on this data, not to other networks."
     )
     for c in b.comparisons:
         b.doc.heading(3, f"`{c.protocol}`")
@@ -118,7 +127,7 @@ def statistics(b: Builder) -> None:
             b.doc.heading(4, f"Wilcoxon signed-rank + Holm: top signals vs the best (`{best}`)")
             b.doc.para(
                 "The control is the table's best-ranked signal other than the references. Paired over "
-                "tasks; p (Holm) corrects for the number of comparisons in the table."
+                "blocks; p (Holm) corrects for the number of comparisons in the table."
             )
             b.doc.table(wilcoxon_display(result["vs_best"]))
         if "vs_random" in result:
@@ -130,9 +139,9 @@ def statistics(b: Builder) -> None:
 
 def _friedman_text(f: dict[str, object]) -> str:
     text = (
-        f"Friedman test over {f['n_blocks']} task blocks and {f['n_treatments']} signals: "
+        f"Friedman test over {f['n_blocks']} blocks and {f['n_treatments']} signals: "
         f"χ² = {f['statistic']:.2f}, p = {fmt_p(f['pvalue'])}; Iman-Davenport F = {f['iman_davenport']:.2f}, "
-        f"p = {fmt_p(f['iman_davenport_pvalue'])}; permutation p (signals shuffled within each task) = "
+        f"p = {fmt_p(f['iman_davenport_pvalue'])}; permutation p (signals shuffled within each block) = "
         f"{fmt_p(f['pvalue_permutation'])}. "
     )
     if f["caveat"]:

@@ -79,7 +79,14 @@ def load(root: Path) -> dict[str, object]:
     steps = frames.load_steps(root, columns=["sparsity", "macs_sparsity", "test_acc", "retrain_steps"])
     scores, oracle = frames.load_rank_tables(root)
     failed = len(everything) - len(trials)
-    return {"trials": trials, "failed": failed, "steps": steps, "scores": scores, "oracle": oracle}
+    return {
+        "trials": trials,
+        "failed": failed,
+        "older_versions": everything.attrs.get("older_versions", 0),
+        "steps": steps,
+        "scores": scores,
+        "oracle": oracle,
+    }
 
 
 # ----------------------------------------------------------------------------- rankings
@@ -149,14 +156,14 @@ def compare_over_tasks(c: Comparison, hib: bool, top: int, notes: list[str]) -> 
     wide = c.wide
     if wide.shape[0] < 2:
         notes.append(
-            f"one task only ({', '.join(c.tasks)}): Friedman, Wilcoxon-Holm and the CD diagram "
-            "need at least two tasks (blocks) and are skipped."
+            f"one block only ({', '.join(c.tasks)}): Friedman, Wilcoxon-Holm and the CD diagram "
+            "need at least two blocks (tasks, or independent repeats) and are skipped."
         )
         return {}
     dropped = wide.attrs.get("dropped_treatments", [])
     if dropped:
         notes.append(
-            f"{len(dropped)} signals are missing from some task and are left out of the ranks, the "
+            f"{len(dropped)} signals are missing from some block and are left out of the ranks, the "
             "Friedman/Wilcoxon tests and the CD diagram (complete blocks only)."
         )
     if wide.shape[1] < 2:
@@ -170,7 +177,7 @@ def compare_over_tasks(c: Comparison, hib: bool, top: int, notes: list[str]) -> 
     }
     if wide.shape[0] < 6:
         notes.append(
-            f"only {wide.shape[0]} task blocks: a two-sided Wilcoxon signed-rank p-value cannot fall "
+            f"only {wide.shape[0]} blocks: a two-sided Wilcoxon signed-rank p-value cannot fall "
             f"below {2 / 2 ** wide.shape[0]:.3g}, so no pairwise difference can be significant yet."
         )
     return out

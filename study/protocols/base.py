@@ -29,7 +29,7 @@ from taxonomy.errors import PrunetaxError
 from taxonomy.registry import Registry
 
 if TYPE_CHECKING:
-    from study.trajectory import Setup, TrajectoryResult
+    from study.trajectory import Run, Setup, TrajectoryResult
     from taxonomy.spec import SignalSpec
 
 __all__ = [
@@ -108,6 +108,26 @@ class Protocol(ABC):
         seeds the trajectory's generator (:func:`study.trajectory.draw_seed`). The base
         model is left as it was (weights and masks restored).
         """
+
+    def _in_lockstep(
+        self,
+        setup: Setup,
+        signals: Sequence[SignalSpec],
+        on_step: OnStep,
+        draws: Sequence[int] | None,
+        body: Callable[[Run], None],
+    ) -> list[TrajectoryResult]:
+        """Start a lockstep :class:`~study.trajectory.Run` of ``signals``, let ``body`` drive it,
+        and return its results; the run is finished (base model restored) whatever happens."""
+        from study import trajectory  # torch-heavy: imported when a protocol runs
+
+        run = trajectory.Run(setup, signals, self.aggregation, self.tap, on_step, draws)
+        try:
+            run.start()
+            body(run)
+        finally:
+            results = run.finish()
+        return results
 
     def units_per_step(self, total_units: int) -> int | None:
         """Units pruned per greedy step (more than 1 = a coarse run); None if not stepwise."""

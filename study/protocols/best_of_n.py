@@ -113,21 +113,16 @@ class BestOfN(OneShot):
         on_step: OnStep = None,
         draws: Sequence[int] | None = None,
     ) -> list[TrajectoryResult]:
-        from study import trajectory  # torch-heavy: imported when a protocol runs
+        return self._in_lockstep(setup, signals, on_step, draws, self._search_each)
 
-        run = trajectory.Run(setup, signals, self.aggregation, self.tap, on_step, draws)
-        try:
-            run.start()
-            for t in run.trajectories:
-                try:
-                    self.check_signal(t.signal)
-                except PrunetaxError as err:
-                    t.fail(err)
-                    continue
-                self._search(run, t)
-        finally:
-            results = run.finish()
-        return results
+    def _search_each(self, run: Run) -> None:
+        for t in run.trajectories:
+            try:
+                self.check_signal(t.signal)
+            except PrunetaxError as err:
+                t.fail(err)
+                continue
+            self._search(run, t)
 
     def _search(self, run: Run, t: Trajectory) -> None:
         """One row per target: of ``n_masks`` random masks, the one with the lowest eval loss."""

@@ -96,20 +96,17 @@ class Gated(Protocol):
         on_step: OnStep = None,
         draws: Sequence[int] | None = None,
     ) -> list[TrajectoryResult]:
-        from study import trajectory
+        from study.trajectory import draw_seed
 
-        run = trajectory.Run(setup, signals, self.aggregation, self.tap, on_step, draws)
-        try:
-            run.start()
+        def each_draw(run: Run) -> None:
             for t, draw in zip(run.trajectories, draws or [0] * len(signals), strict=True):
                 try:
                     self.check_signal(t.signal)
-                    self._curve(run, t, trajectory.draw_seed(setup.seed, draw))
+                    self._curve(run, t, draw_seed(setup.seed, draw))
                 except Exception as err:  # one failing draw must not stop the others
                     t.fail(err)
-        finally:
-            results = run.finish()
-        return results
+
+        return self._in_lockstep(setup, signals, on_step, draws, each_draw)
 
     def recipe(self, setup: Setup) -> Recipe:
         from study.dynamic import recipe

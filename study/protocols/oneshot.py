@@ -46,20 +46,16 @@ class OneShot(Protocol):
         on_step: OnStep = None,
         draws: Sequence[int] | None = None,
     ) -> list[TrajectoryResult]:
-        from study import trajectory  # torch-heavy: imported when a protocol runs
+        return self._in_lockstep(setup, signals, on_step, draws, self._rank_once)
 
-        run = trajectory.Run(setup, signals, self.aggregation, self.tap, on_step, draws)
-        try:
-            run.start()
-            run.load(run.root)
-            timing: dict = {}
-            scores, errors = run.scores(run.trajectories, timing)
-            for i, t in enumerate(run.trajectories):
-                if run.usable(t, i, scores, errors):
-                    self._cut(run, t, scores[i], timing)
-        finally:
-            results = run.finish()
-        return results
+    def _rank_once(self, run: Run) -> None:
+        """Score every signal on the unpruned network once, then cut each to the targets."""
+        run.load(run.root)
+        timing: dict = {}
+        scores, errors = run.scores(run.trajectories, timing)
+        for i, t in enumerate(run.trajectories):
+            if run.usable(t, i, scores, errors):
+                self._cut(run, t, scores[i], timing)
 
     def _cut(self, run: Run, t: Trajectory, scores: Tensor, timing: dict) -> None:
         run.load(run.root)
