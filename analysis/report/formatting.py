@@ -104,7 +104,7 @@ def wilcoxon_display(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "vs": table["b"].map(label),
-            "tasks": table["n"].map(fmt),
+            "blocks": table["n"].map(fmt),
             "mean diff (control − vs)": table["mean_diff"].map(lambda v: fmt(v, 2)),
             "p": table["pvalue"].map(fmt_p),
             "p (Holm)": table["p_holm"].map(fmt_p),

@@ -105,6 +105,8 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_CHDIR_TO_TRIAL_DIR", "0")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")  # the legacy reporter is silent at verbose=0
+    if address:  # an address asked for explicitly is checked even when Ray is already up here
+        check_address(address)
     if ray.is_initialized():
         yield ray
         return
