@@ -80,7 +80,8 @@ def ranking_tables(b: Builder) -> None:
             "(mean rank: data in "
             f"`figures/{figures.rank_data(b, c)}`). tasks = tasks the signal ran on, wins = blocks "
             f"({' × '.join(c.block)}) where it is best; geomean, mean ± std, 95% CI and dist pool those "
-            "tasks and their seeds; seeds counts distinct seeds. References (`random`, `oracle`) are ranked with the signals for scale."
+            "tasks and their seeds; seeds counts distinct seeds. References (`random`, `oracle`) are "
+            "ranked with the signals for scale."
         )
         b.doc.table(summary_display(c.top_table), anchor="top-table" if i == 0 else "")
         study_sections.random_draws(b, c)
