@@ -6,6 +6,7 @@ from collections.abc import Collection, Sequence
 
 import numpy as np
 import pandas as pd
+from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
@@ -116,6 +117,24 @@ def _option_label(part: pd.DataFrame, i: int) -> str:
     return str(row["option"])
 
 
+def _correlation_panel(ax: Axes, y: np.ndarray, part: pd.DataFrame, fills: list, edges: list) -> None:
+    """One measure's bars with their interval whiskers, a zero line and room for negatives."""
+    ax.barh(
+        y,
+        np.nan_to_num(part["value"].to_numpy(dtype=float)),
+        color=fills,
+        edgecolor=edges,
+        linewidth=0.8,
+        height=0.7,
+        zorder=2,
+    )
+    _whiskers(ax, y, part["value"], part["ci_low"], part["ci_high"], capsize=2, linewidth=0.9)
+    ax.axvline(0, color="black", linewidth=1.0, zorder=1)
+    ax.set_xlim(min(-0.1, float(np.nanmin(part["ci_low"].to_numpy(dtype=float), initial=0)) - 0.05), 1.0)
+    ax.set_xlabel("rank correlation (1 = oracle's order)")
+    ax.grid(axis="y", visible=False)
+
+
 def oracle_correlation_bars(
     quality: pd.DataFrame,
     *,
@@ -160,23 +179,8 @@ def oracle_correlation_bars(
         axes = np.atleast_1d(fig.subplots(1, len(measures), sharey=True, squeeze=False)).ravel()
         for ax, measure in zip(axes, measures, strict=True):
             part = quality[quality["measure"] == measure].set_index("signal").reindex(signals)
-            ax.barh(
-                y,
-                np.nan_to_num(part["value"].to_numpy(dtype=float)),
-                color=fills,
-                edgecolor=edges,
-                linewidth=0.8,
-                height=0.7,
-                zorder=2,
-            )
-            _whiskers(ax, y, part["value"], part["ci_low"], part["ci_high"], capsize=2, linewidth=0.9)
-            ax.axvline(0, color="black", linewidth=1.0, zorder=1)
-            ax.set_xlim(
-                min(-0.1, float(np.nanmin(part["ci_low"].to_numpy(dtype=float), initial=0)) - 0.05), 1.0
-            )
-            ax.set_xlabel("rank correlation (1 = oracle's order)")
+            _correlation_panel(ax, y, part, fills, edges)
             ax.set_title("Spearman ρ" if measure == "spearman" else "Kendall τ", fontsize=11)
-            ax.grid(axis="y", visible=False)
         axes[0].set_yticks(y, labels=[labels[s] for s in signals])
         axes[0].invert_yaxis()
         for text, s in zip(axes[0].get_yticklabels(), signals, strict=True):

@@ -5,7 +5,8 @@ where files are looked for, :mod:`study.data.readers` reads their real formats, 
 :mod:`study.data.splits` makes and normalises the splits.
 """
 
-from study.data.sources import DATASETS, DatasetEntry, default_root, entry, load, names, register_dataset
+from study.data.own import register_dataset
+from study.data.sources import DATASETS, DatasetEntry, default_root, entry, load, names
 from study.data.splits import Split, Splits
 
 __all__ = [

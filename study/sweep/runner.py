@@ -223,6 +223,41 @@ def _record_dead_units(results, plan: Plan, progress: _Progress, printer: Printe
         progress.add({"failed": n})
 
 
+def _tune(plan: Plan, payloads: list, progress: _Progress, ctx: dict, printer: Printer) -> None:
+    """Run the work units as Ray Tune trials (one Tune trial per unit, actors reused)."""
+    from ray import tune
+
+    spec = plan.spec
+    tune_dir = Path(spec.store).absolute() / "_tune"
+    name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    shutil.rmtree(tune_dir, ignore_errors=True)  # state of earlier runs is never restored
+    trainable = tune.with_resources(
+        _work_unit, {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
+    )
+    tuner = tune.Tuner(
+        trainable,
+        param_space={"unit": tune.grid_search(payloads), "ctx": ctx},
+        tune_config=tune.TuneConfig(
+            reuse_actors=True,
+            max_concurrent_trials=spec.resources.max_concurrent,
+            trial_dirname_creator=lambda t: t.trial_id,
+            trial_name_creator=lambda t: t.trial_id,
+        ),
+        run_config=tune.RunConfig(
+            name=name,
+            storage_path=str(tune_dir),
+            verbose=0,
+            failure_config=tune.FailureConfig(max_failures=0),
+            callbacks=[_callback(progress)],
+        ),
+    )
+    # the store is the record: Tune's per-trial logs are off, so its result grid has no metrics
+    logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
+    results = tuner.fit()
+    _record_dead_units(results, plan, progress, printer)
+    shutil.rmtree(tune_dir, ignore_errors=True)
+
+
 def run_plan(
     plan: Plan,
     *,
@@ -232,8 +267,6 @@ def run_plan(
     printer: Printer = print,
 ) -> SweepResult:
     """Execute ``plan`` (see module docstring); returns counts of what happened."""
-    from ray import tune
-
     from study.sweep.work import fail_trials, unit_payloads
 
     start = time.perf_counter()
@@ -251,34 +284,7 @@ def run_plan(
             )
         if payloads:
             progress.announce(len(payloads))
-            tune_dir = Path(spec.store).absolute() / "_tune"
-            name = f"{spec.name}-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
-            shutil.rmtree(tune_dir, ignore_errors=True)  # state of earlier runs is never restored
-            trainable = tune.with_resources(
-                _work_unit, {"cpu": spec.resources.cpus_per_trial, "gpu": spec.resources.gpus_per_trial}
-            )
-            tuner = tune.Tuner(
-                trainable,
-                param_space={"unit": tune.grid_search(payloads), "ctx": _context(plan, retry_failed)},
-                tune_config=tune.TuneConfig(
-                    reuse_actors=True,
-                    max_concurrent_trials=spec.resources.max_concurrent,
-                    trial_dirname_creator=lambda t: t.trial_id,
-                    trial_name_creator=lambda t: t.trial_id,
-                ),
-                run_config=tune.RunConfig(
-                    name=name,
-                    storage_path=str(tune_dir),
-                    verbose=0,
-                    failure_config=tune.FailureConfig(max_failures=0),
-                    callbacks=[_callback(progress)],
-                ),
-            )
-            # the store is the record: Tune's per-trial logs are off, so its result grid has no metrics
-            logging.getLogger("ray.tune.analysis.experiment_analysis").setLevel(logging.ERROR)
-            results = tuner.fit()
-            _record_dead_units(results, plan, progress, printer)
-            shutil.rmtree(tune_dir, ignore_errors=True)
+            _tune(plan, payloads, progress, _context(plan, retry_failed), printer)
     return SweepResult(
         progress.ok,
         progress.failed,
