@@ -71,7 +71,7 @@ def cd_diagram(
             label_props={"fontsize": 9.5},
             elbow_props={"linewidth": 1.2},
         )
-        ax.set_xlabel("mean rank over tasks (1 = best)")
+        ax.set_xlabel("mean rank over blocks (1 = best)")
         ax.xaxis.set_label_position("top")
         ax.grid(False)
         for text in ax.texts:  # labels in a legible shade of their family colour, never clipped

@@ -53,7 +53,7 @@ HOW = {
     "the reduction (rows) × scaling (columns) choices. Colour and number: the geomean headline over "
     "seeds (higher = better), one shared colour scale for every panel. Pale blank cells were not run "
     "(e.g. cells equivalent to another and represented by it).",
-    "cd": "Signals on the axis by mean rank over tasks, the ranks of the tables (the ranking rule above; "
+    "cd": "Signals on the axis by mean rank over blocks, the ranks of the tables (the ranking rule above; "
     "data: `figures/{csv}`). A thick bar joins signals whose Nemenyi p-value is ≥ 0.05 (no detectable "
     "difference); the scale bar is the critical difference CD. Nemenyi depends on which signals are in "
     "the pool: base claims on the Wilcoxon-Holm tables.",
