@@ -129,7 +129,9 @@ def test_the_best_cell_is_the_best_stored_taxonomy_cell(report):
 def test_tests_caveat_and_costs(report):
     section = _section(report)
     table = _table(section)
-    assert "Caveat: only 2 networks as blocks" in section
+    # independent repeats pair within a network: 2 networks x 3 repeats = 6 blocks, enough to test
+    assert "paired over (network, independent repeat) pairs" in section
+    assert "Caveat: only" not in section
     assert table["p (Holm), weights"].replace("–", np.nan).notna().sum() > 5  # complete methods are tested
     costs = table.set_index(["method", "protocol label"])["oracle evals / trial"]
     assert costs[("`taylor_fo`", "`myopic`")] == "100 / 100"  # 5 per step x 20 steps, per network

@@ -13,7 +13,8 @@ next to the same label without it).
 Each method gets its headline in weights and in MACs (the curve read on each axis), as the
 geometric mean over seeds with a 95 % bootstrap interval (seeds of a drawn signal are the
 median over its draws first), and the test the report uses elsewhere: Wilcoxon signed-rank
-over networks as blocks with Holm's correction, every method against the leading label's
+paired over blocks (networks, or each network's independent repeats, as in the ranking rule)
+with Holm's correction, every method against the leading label's
 best taxonomy cell, with the caveat on few blocks. The oracle evaluations a search spent
 (``trials.oracle_evals``) are shown per trial. Every number comes from the store.
 """
@@ -130,24 +131,36 @@ def method_entries(m: pd.DataFrame, weights: str, macs: str) -> pd.DataFrame:
     return out.reset_index(drop=True)
 
 
-def significance(entries: pd.DataFrame, lead: str, notes: list[str]) -> dict[str, pd.DataFrame]:
-    """Wilcoxon signed-rank + Holm over networks (blocks), every method complete on all of them
-    against ``lead``'s best taxonomy cell; per headline (``w``, ``m``) a frame indexed by key."""
+def _blocks(entries: pd.DataFrame, per_seed: pd.DataFrame | None, prefix: str) -> pd.DataFrame:
+    """Blocks x methods: per network (the geomeans), or per (network, independent repeat) when
+    ``per_seed`` rows are given - repeat s of a network is the same base model, split and eval
+    batches under every protocol, so methods pair within it."""
+    if per_seed is None:
+        return entries.pivot_table(index="network", columns="key", values=f"{prefix}_geo", aggfunc="first")
+    metric = per_seed.attrs["metrics"][prefix]
+    rows = per_seed[["task", "signal", "seed", metric]].merge(entries[["task", "signal", "key", "network"]])
+    return rows.pivot_table(index=["network", "seed"], columns="key", values=metric, aggfunc="first")
+
+
+def significance(
+    entries: pd.DataFrame, lead: str, notes: list[str], per_seed: pd.DataFrame | None = None
+) -> dict[str, pd.DataFrame]:
+    """Wilcoxon signed-rank + Holm over blocks, every method complete on all of them against
+    ``lead``'s best taxonomy cell; per headline (``w``, ``m``) a frame indexed by key. Blocks are
+    networks, or (network, repeat) when ``per_seed`` (one row per independent repeat, with
+    ``attrs["metrics"]`` naming the ``w``/``m`` columns) is given."""
     control = f"{BEST} · {lead}"
-    blocks = entries["network"].nunique()
+    blocks = len(_blocks(entries, per_seed, "w"))
+    what = "networks" if per_seed is None else "(network, repeat) pairs"
     if blocks < 2:
-        notes.append(
-            f"{blocks} network: the Wilcoxon-Holm tests over networks need at least two (blocks), and are "
-            "skipped."
-        )
+        notes.append(f"{blocks} block: the Wilcoxon-Holm tests need at least two {what}, and are skipped.")
         return {}
     if control not in set(entries["key"]):
         notes.append(f"`{lead}` ran no taxonomy cell: no best cell to test the methods against.")
         return {}
     out = {}
     for prefix in ("w", "m"):
-        wide = entries.pivot_table(index="network", columns="key", values=f"{prefix}_geo", aggfunc="first")
-        complete = wide.dropna(axis=1)
+        complete = _blocks(entries, per_seed, prefix).dropna(axis=1)
         others = [c for c in complete.columns if c != control]
         if control not in complete or not others:
             continue
@@ -155,10 +168,10 @@ def significance(entries: pd.DataFrame, lead: str, notes: list[str]) -> dict[str
         out[prefix] = table.set_index("b")
     missing = entries["key"].nunique() - len(out["w"]) - 1 if "w" in out else 0
     if missing > 0:
-        notes.append(f"{missing} methods ran on only some networks: no test for them (complete blocks only).")
+        notes.append(f"{missing} methods ran on only some blocks: no test for them (complete blocks only).")
     if blocks < _MIN_WILCOXON_BLOCKS:
         notes.append(
-            f"only {blocks} networks as blocks: a two-sided Wilcoxon signed-rank p-value cannot fall below "
+            f"only {blocks} {what} as blocks: a two-sided Wilcoxon signed-rank p-value cannot fall below "
             f"{2 / 2**blocks:.3g}, so no difference can be significant yet; read the intervals."
         )
     return out
@@ -252,7 +265,12 @@ def methods(b: Builder) -> None:
         b.doc.para("No method has a headline: skipped.")
         return
     lead, notes = b.comparisons[0].protocol, []
-    tests = significance(entries, lead, notes)
+    independent = metrics.ranking_blocks(b.m) == ("task", "seed")
+    per_seed = b.m.assign() if independent else None
+    if per_seed is not None:
+        per_seed.attrs["metrics"] = {"w": weights, "m": macs}
+    tests = significance(entries, lead, notes, per_seed)
+    blocks = "(network, independent repeat) pairs" if independent else "networks"
     costs = oracle_costs(b.data["trials"], entries)
     b.doc.para(
         f"Per network, for every protocol label: its best taxonomy cell (the highest geomean {weights} on "
@@ -261,7 +279,7 @@ def methods(b: Builder) -> None:
         "cost-aware Fisher and mean replacement appear under their own labels. Cells: geomean over seeds "
         f"[95 % bootstrap interval] of {metric_label(weights)} and of {metric_label(macs)} (the same "
         "curve read on MAC sparsity); a drawn signal's seed is the median of its draws. p (Holm): Wilcoxon "
-        f"signed-rank over networks against `{BEST}` of `{lead}`, Holm-corrected over the methods. "
+        f"signed-rank paired over {blocks} against `{BEST}` of `{lead}`, Holm-corrected over the methods. "
         "One-shot protocols read the headline on their target grid: a value equal to the largest target "
         "means accuracy never fell that far there. oracle evals / trial: networks measured on the eval "
         "batches to choose the units, per network."
