@@ -124,11 +124,23 @@ class Exported:
     macs: int
 
 
-def export_pruned(model: nn.Module, active: Tensor, input_shape: tuple[int, ...]) -> Exported:
+def export_pruned(
+    model: nn.Module, active: Tensor | None = None, input_shape: tuple[int, ...] | None = None
+) -> Exported:
     """``model`` with the units marked False in ``active`` removed for real (the original is
-    untouched); it computes exactly what the masked model computes."""
+    untouched); it computes exactly what the masked model computes. A :class:`PruneResult`
+    (what :func:`prune` returns) exports its final network: ``export_pruned(result)``."""
     from study.flops import fvcore_macs
     from study.physical import physically_pruned
+
+    if isinstance(model, PruneResult):
+        return model.export()
+    if active is None or input_shape is None:
+        raise PrunetaxError(
+            "export_pruned(model, active, input_shape) needs the units to keep (a bool vector, e.g. "
+            "`result.active_at(step)`) and the input shape; or pass what prune() returned: "
+            "export_pruned(result), or result.export(step)."
+        )
 
     groups = build_groups(model, tuple(input_shape))
     active = torch.as_tensor(active, dtype=torch.bool)

@@ -71,6 +71,10 @@ def test_prune_to_half_the_weights_and_export_a_smaller_model(own):
     assert small.parameters == sum(p.numel() for p in small.model.parameters())
     full = sum(p.numel() for p in model.parameters())
     assert small.parameters < full and small.macs < fvcore_macs(model, (1, 8, 8))
+    again = prunetax.export_pruned(result)  # the result itself exports its final network
+    torch.testing.assert_close(again.model(x), small.model(x))
+    with pytest.raises(PrunetaxError, match="export_pruned\\(result\\)"):
+        prunetax.export_pruned(model)
 
 
 def test_several_signals_and_protocol_parameters(own):
