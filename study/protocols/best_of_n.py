@@ -27,7 +27,7 @@ from pydantic import Field
 from pydantic.dataclasses import dataclass
 
 from study.params import STRICT
-from study.protocols.base import OnStep, register_protocol
+from study.protocols.base import register_protocol
 from study.protocols.oneshot import OneShot
 from taxonomy.errors import PrunetaxError
 
@@ -35,7 +35,7 @@ if TYPE_CHECKING:
     from torch import Tensor
 
     from study.groups import ChannelGroups
-    from study.trajectory import Run, Setup, Trajectory, TrajectoryResult
+    from study.trajectory import Run, Trajectory
     from taxonomy.spec import SignalSpec
 
 __all__ = ["BestOfN", "PrefixSparsity"]
@@ -106,16 +106,8 @@ class BestOfN(OneShot):
                 key="signal",
             )
 
-    def run(
-        self,
-        setup: Setup,
-        signals: Sequence[SignalSpec],
-        on_step: OnStep = None,
-        draws: Sequence[int] | None = None,
-    ) -> list[TrajectoryResult]:
-        return self._in_lockstep(setup, signals, on_step, draws, self._search_each)
-
-    def _search_each(self, run: Run) -> None:
+    def _drive(self, run: Run) -> None:
+        """Each trajectory searches its targets on its own (no signal scores)."""
         for t in run.trajectories:
             try:
                 self.check_signal(t.signal)

@@ -46,10 +46,11 @@ class OneShot(Protocol):
         on_step: OnStep = None,
         draws: Sequence[int] | None = None,
     ) -> list[TrajectoryResult]:
-        return self._in_lockstep(setup, signals, on_step, draws, self._rank_once)
+        return self._in_lockstep(setup, signals, on_step, draws, self._drive)
 
-    def _rank_once(self, run: Run) -> None:
-        """Score every signal on the unpruned network once, then cut each to the targets."""
+    def _drive(self, run: Run) -> None:
+        """Score every signal on the unpruned network once, then cut each to the targets (a
+        subclass that reaches its targets another way overrides this, not :meth:`run`)."""
         run.load(run.root)
         timing: dict = {}
         scores, errors = run.scores(run.trajectories, timing)
