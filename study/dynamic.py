@@ -21,13 +21,11 @@ from torch import Tensor, nn
 
 from study.trajectory import Setup
 from taxonomy.errors import PrunetaxError
-from taxonomy.spec import SignalSpec
 
 __all__ = [
     "Recipe",
     "recipe",
     "start_network",
-    "only_random",
     "training_columns",
     "TRAIN_MAC_FACTOR",
 ]
@@ -138,17 +136,6 @@ def _fresh(setup: Setup, seed: int) -> nn.Module:
             if hasattr(module, "reset_running_stats"):
                 module.reset_running_stats()
         return net
-
-
-def only_random(protocol: str, what: str, signal: SignalSpec) -> None:
-    """A training protocol's trials run the signal ``random`` (the seed of their draws)."""
-    if signal.id != "random":
-        raise PrunetaxError(
-            f"protocol {protocol} {what}, so it takes no pruning signal: its trials run the signal `random` "
-            f"(each draw an independent run); got `{signal.id}`. Run {protocol} with signal random "
-            '(`--signal random`, or signals = ["random"] in its [[runs]] table).',
-            key="signal",
-        )
 
 
 def training_columns(

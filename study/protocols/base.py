@@ -58,6 +58,7 @@ class Protocol(ABC):
 
     name: ClassVar[str] = ""
     summary: ClassVar[str] = ""
+    random_only: ClassVar[str] = ""  # why its trials run the signal `random` only ("": any signal)
 
     tap: TapField = "output"
     eval_batches: EvalBatches = 2
@@ -134,8 +135,16 @@ class Protocol(ABC):
         return None
 
     def check_signal(self, signal: SignalSpec) -> None:
-        """Raise a :class:`PrunetaxError` if this protocol cannot run ``signal`` (default: any)."""
-        return None
+        """Raise a :class:`PrunetaxError` if this protocol cannot run ``signal``: any signal,
+        unless :attr:`random_only` says why its trials run ``random`` only."""
+        if self.random_only and signal.id != "random":
+            raise PrunetaxError(
+                f"protocol {self.name} {self.random_only}, so it takes no pruning signal: its trials run the "
+                f"signal `random` (each draw an independent run); got `{signal.id}`. Run {self.name} with "
+                'signal random (`--signal random`, or signals = ["random"] in its [[runs]] table), or '
+                f"another protocol for {signal.id}.",
+                key="signal",
+            )
 
     def as_dict(self) -> dict[str, Any]:
         """Canonical, JSON-ready form: ``name`` plus every parameter (part of the run_key)."""

@@ -36,7 +36,6 @@ if TYPE_CHECKING:
 
     from study.groups import ChannelGroups
     from study.trajectory import Run, Trajectory
-    from taxonomy.spec import SignalSpec
 
 __all__ = ["BestOfN", "PrefixSparsity"]
 
@@ -89,6 +88,7 @@ class PrefixSparsity:
 @dataclass(frozen=True, config=STRICT)
 class BestOfN(OneShot):
     name = "best_of_n"
+    random_only = "draws its own random masks"
     summary = (
         "search baseline (Anwar et al. 2017): at each target, the best of N random masks by eval loss "
         "(signal random only)"
@@ -97,14 +97,6 @@ class BestOfN(OneShot):
     n_masks: Annotated[
         int, Field(ge=1, description="random masks drawn and evaluated on the eval batches per target (N)")
     ] = 100
-
-    def check_signal(self, signal: SignalSpec) -> None:
-        if signal.id != "random":
-            raise PrunetaxError(
-                f"protocol best_of_n draws its own random masks, so its trials run the signal `random`; "
-                f"got `{signal.id}`. Run best_of_n with signal random, or another protocol for {signal.id}.",
-                key="signal",
-            )
 
     def _drive(self, run: Run) -> None:
         """Each trajectory searches its targets on its own (no signal scores)."""

@@ -54,6 +54,7 @@ __all__ = ["Cucb", "train_cucb", "taylor_rewards"]
 @dataclass(frozen=True, config=STRICT)
 class Cucb(Protocol):
     name = "cucb"
+    random_only = "chooses channels by its own bandit statistics"
     summary = (
         "train executing each layer's top-k units by combinatorial UCB (Spasov & Liò 2019), prune the "
         "least executed to each target (signal random only)"
@@ -96,11 +97,6 @@ class Cucb(Protocol):
         int, Field(ge=0, description="SGD steps of the short fine-tune after each cut (finetune_acc)")
     ] = 50
     finetune_lr: Annotated[float, Field(gt=0, description="fine-tuning learning rate")] = 0.01
-
-    def check_signal(self, signal: SignalSpec) -> None:
-        from study.dynamic import only_random
-
-        only_random(self.name, "chooses channels by its own bandit statistics", signal)
 
     def run(
         self,

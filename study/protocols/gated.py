@@ -56,6 +56,7 @@ HEAD_BIAS = 2.0  # initial logit: p = 0.88, gates open
 @dataclass(frozen=True, config=STRICT)
 class Gated(Protocol):
     name = "gated"
+    random_only = "gates channels per input with its own learned heads"
     summary = (
         "per-input channel gates (Fragoulis et al. 2019, IamNN) trained from the base model with a cost "
         "on expected executed MACs, one row per cost weight (signal random only)"
@@ -83,11 +84,6 @@ class Gated(Protocol):
                 "`mean_replacement` does not apply to protocol gated: a gate switches a channel off for one "
                 "input and folds nothing into the consumers; run gated without it"
             )
-
-    def check_signal(self, signal: SignalSpec) -> None:
-        from study.dynamic import only_random
-
-        only_random(self.name, "gates channels per input with its own learned heads", signal)
 
     def run(
         self,
