@@ -110,9 +110,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, num_gpu
     if ray.is_initialized():
         yield ray
         return
-    address = address or os.environ.get("RAY_ADDRESS")
-    if address:
+    if not address and os.environ.get("RAY_ADDRESS"):
+        address = os.environ["RAY_ADDRESS"]
         check_address(address)
+    if address:
         try:
             ray.init(address=address, log_to_driver=False)
         except ConnectionError as err:  # e.g. `auto` with no cluster on this machine
