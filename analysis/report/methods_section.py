@@ -137,9 +137,8 @@ def _blocks(entries: pd.DataFrame, per_seed: pd.DataFrame | None, prefix: str) -
     batches under every protocol, so methods pair within it."""
     if per_seed is None:
         return entries.pivot_table(index="network", columns="key", values=f"{prefix}_geo", aggfunc="first")
-    metric = per_seed.attrs["metrics"][prefix]
-    rows = per_seed[["task", "signal", "seed", metric]].merge(entries[["task", "signal", "key", "network"]])
-    return rows.pivot_table(index=["network", "seed"], columns="key", values=metric, aggfunc="first")
+    rows = per_seed[["task", "signal", "seed", prefix]].merge(entries[["task", "signal", "key", "network"]])
+    return rows.pivot_table(index=["network", "seed"], columns="key", values=prefix, aggfunc="first")
 
 
 def significance(
@@ -147,10 +146,11 @@ def significance(
 ) -> dict[str, pd.DataFrame]:
     """Wilcoxon signed-rank + Holm over blocks, every method complete on all of them against
     ``lead``'s best taxonomy cell; per headline (``w``, ``m``) a frame indexed by key. Blocks are
-    networks, or (network, repeat) when ``per_seed`` (one row per independent repeat, with
-    ``attrs["metrics"]`` naming the ``w``/``m`` columns) is given."""
+    networks, or (network, repeat) when ``per_seed`` (one row per independent repeat, the two
+    headlines in columns ``w`` and ``m``) is given."""
     control = f"{BEST} · {lead}"
-    blocks = len(_blocks(entries, per_seed, "w"))
+    wide = {prefix: _blocks(entries, per_seed, prefix) for prefix in ("w", "m")}
+    blocks = len(wide["w"])
     what = "networks" if per_seed is None else "(network, repeat) pairs"
     if blocks < 2:
         notes.append(f"{blocks} block: the Wilcoxon-Holm tests need at least two {what}, and are skipped.")
@@ -160,7 +160,7 @@ def significance(
         return {}
     out = {}
     for prefix in ("w", "m"):
-        complete = _blocks(entries, per_seed, prefix).dropna(axis=1)
+        complete = wide[prefix].dropna(axis=1)
         others = [c for c in complete.columns if c != control]
         if control not in complete or not others:
             continue
@@ -266,9 +266,7 @@ def methods(b: Builder) -> None:
         return
     lead, notes = b.comparisons[0].protocol, []
     independent = metrics.ranking_blocks(b.m) == ("task", "seed")
-    per_seed = b.m.assign() if independent else None
-    if per_seed is not None:
-        per_seed.attrs["metrics"] = {"w": weights, "m": macs}
+    per_seed = b.m.rename(columns={weights: "w", macs: "m"}) if independent else None
     tests = significance(entries, lead, notes, per_seed)
     blocks = "(network, independent repeat) pairs" if independent else "networks"
     costs = oracle_costs(b.data["trials"], entries)
